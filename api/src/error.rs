@@ -1,0 +1,97 @@
+//! The API crate's one error type, mapped once to an HTTP status and a JSON body
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Every way a request can fail. 5xx causes are logged in full and hidden from the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    PayloadMissing(String),
+    #[error("{0}")]
+    PayloadInvalid(String),
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unknown portal {0:?}; GET /v1/portal-schemas lists the valid slugs")]
+    UnknownPortal(String),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `PAYLOAD_INVALID`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::PayloadMissing(_) => (StatusCode::BAD_REQUEST, "PAYLOAD_MISSING"),
+            ApiError::PayloadInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "PAYLOAD_INVALID"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+            }
+            ApiError::UnknownPortal(_) => (StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_PORTAL"),
+            ApiError::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<rythmiq_shared::Error> for ApiError {
+    fn from(e: rythmiq_shared::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<axum::extract::multipart::MultipartError> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartError) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            // The limit is reported by the route, which knows it.
+            ApiError::PayloadTooLarge { limit: 0 }
+        } else {
+            ApiError::PayloadInvalid(format!("malformed multipart body: {}", e.body_text()))
+        }
+    }
+}

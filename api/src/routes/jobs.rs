@@ -1,0 +1,478 @@
+//! `/v1/jobs`: create a job (one transaction writes the row and enqueues the task), read its
+//! status (optionally waiting for it to finish), download its output.
+
+use std::time::Duration;
+
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::task::task_id::TaskId;
+use axum::Json;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rythmiq_shared::db::{self, QUEUE};
+use rythmiq_shared::domain::{JobState, JobTask};
+use rythmiq_shared::sniff::sniff_image;
+use rythmiq_shared::storage::raw_key;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::User;
+use crate::error::{ApiError, ErrorBody};
+use crate::events::JobEvent;
+
+/// Longest `?wait=` accepted, in seconds.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+/// Response to `POST /v1/jobs`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Created {
+    pub job_id: Uuid,
+    #[schema(value_type = String)]
+    pub status: JobState,
+}
+
+/// The produced file's properties.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OutputInfo {
+    pub bytes: i64,
+    pub width: i32,
+    pub height: i32,
+    pub dpi: i32,
+    pub format: String,
+    pub filename: String,
+}
+
+/// Response to `GET /v1/jobs/{id}`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobView {
+    pub job_id: Uuid,
+    #[schema(value_type = String)]
+    pub status: JobState,
+    pub portal: String,
+    pub portal_version: i32,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub attempts: i32,
+    pub output: Option<OutputInfo>,
+    pub warnings: serde_json::Value,
+    pub correlation_id: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct JobRow {
+    id: Uuid,
+    state: JobState,
+    slug: String,
+    portal_schema_version: i32,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    attempts: i32,
+    output_key: Option<String>,
+    output_bytes: Option<i64>,
+    output_width: Option<i32>,
+    output_height: Option<i32>,
+    output_dpi: Option<i32>,
+    output_format: Option<String>,
+    output_filename: Option<String>,
+    warnings: serde_json::Value,
+    correlation_id: String,
+    request_fingerprint: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for JobView {
+    fn from(r: JobRow) -> Self {
+        let output = match (
+            r.output_bytes,
+            r.output_width,
+            r.output_height,
+            r.output_dpi,
+        ) {
+            (Some(bytes), Some(width), Some(height), Some(dpi))
+                if r.state == JobState::Completed =>
+            {
+                Some(OutputInfo {
+                    bytes,
+                    width,
+                    height,
+                    dpi,
+                    format: r.output_format.unwrap_or_default(),
+                    filename: r.output_filename.unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
+        JobView {
+            job_id: r.id,
+            status: r.state,
+            portal: r.slug,
+            portal_version: r.portal_schema_version,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            attempts: r.attempts,
+            output,
+            warnings: r.warnings,
+            correlation_id: r.correlation_id,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version, j.error_code,
+        j.error_message, j.attempts, j.output_key, j.output_bytes, j.output_width,
+        j.output_height, j.output_dpi, j.output_format, j.output_filename, j.warnings,
+        j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
+    FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
+
+/// A user's job; another user's job is indistinguishable from a missing one.
+async fn load_job(state: &AppState, user: Uuid, id: Uuid) -> Result<JobRow, ApiError> {
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_JOB} WHERE j.id = $1 AND j.user_id = $2"
+    )))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or(ApiError::NotFound)
+}
+
+async fn load_by_idempotency_key(
+    state: &AppState,
+    user: Uuid,
+    key: &str,
+) -> Result<Option<JobRow>, ApiError> {
+    Ok(sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_JOB} WHERE j.user_id = $1 AND j.idempotency_key = $2"
+    )))
+    .bind(user)
+    .bind(key)
+    .fetch_optional(&state.pool)
+    .await?)
+}
+
+struct Upload {
+    file: Bytes,
+    filename: String,
+    portal: String,
+}
+
+async fn read_upload(mut form: Multipart, limit: usize) -> Result<Upload, ApiError> {
+    let too_large = |e: ApiError| match e {
+        ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge { limit },
+        e => e,
+    };
+    let (mut file, mut filename, mut portal) = (None, String::new(), None);
+    while let Some(field) = form.next_field().await.map_err(|e| too_large(e.into()))? {
+        match field.name() {
+            Some("file") => {
+                filename = field.file_name().unwrap_or("upload").to_owned();
+                file = Some(field.bytes().await.map_err(|e| too_large(e.into()))?);
+            }
+            Some("portal") => {
+                portal = Some(field.text().await.map_err(|e| too_large(e.into()))?);
+            }
+            _ => {} // Unknown fields are ignored, as most form APIs do.
+        }
+    }
+    let file =
+        file.ok_or_else(|| ApiError::PayloadMissing("form field `file` is missing".into()))?;
+    if file.is_empty() {
+        return Err(ApiError::PayloadMissing(
+            "the uploaded file is empty".into(),
+        ));
+    }
+    if file.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let portal = portal
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::PayloadMissing("form field `portal` is missing".into()))?;
+    Ok(Upload {
+        file,
+        filename,
+        portal,
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::PayloadInvalid(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn correlation_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map_or_else(|| Uuid::new_v4().to_string(), ToOwned::to_owned)
+}
+
+fn accepted(job_id: Uuid, status: JobState, correlation: &str, replay: bool) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, Json(Created { job_id, status })).into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{job_id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(correlation) {
+        h.insert("x-correlation-id", v);
+    }
+    if replay {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Submit an upload for a portal rule.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content_type = "multipart/form-data", description = "fields `file` (the image) and `portal` (a schema slug)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key; the same key returns the same job"),
+           ("X-Correlation-ID" = Option<String>, Header, description = "caller's correlation id")),
+    responses((status = 202, body = Created), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    form: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let form = form.map_err(|e| {
+        ApiError::PayloadInvalid(format!(
+            "expected a multipart/form-data body: {}",
+            e.body_text()
+        ))
+    })?;
+    let key = idempotency_key(&headers)?;
+    let correlation = correlation_id(&headers);
+    let upload = read_upload(form, state.settings.max_upload_bytes).await?;
+    let sniffed = sniff_image(&upload.file).ok_or_else(|| {
+        ApiError::PayloadInvalid(
+            "the file is not an image (JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC expected)".into(),
+        )
+    })?;
+    let rule = db::active_portal(&state.pool, &upload.portal)
+        .await?
+        .ok_or_else(|| ApiError::UnknownPortal(upload.portal.clone()))?;
+    let fingerprint = {
+        let mut h = Sha256::new();
+        h.update(rule.slug.as_bytes());
+        h.update([0]);
+        h.update(&upload.file);
+        hex::encode(h.finalize())
+    };
+
+    // A repeat of an earlier request: answer with its job, enqueue nothing.
+    let replay = |row: JobRow| {
+        if row.request_fingerprint == fingerprint {
+            Ok(accepted(row.id, row.state, &row.correlation_id, true))
+        } else {
+            Err(ApiError::IdempotencyKeyReused)
+        }
+    };
+    if let Some(k) = &key {
+        if let Some(row) = load_by_idempotency_key(&state, user, k).await? {
+            return replay(row);
+        }
+    }
+
+    let job_id = Uuid::new_v4();
+    let task_id = ulid::Ulid::generate();
+    let input_key = raw_key(user, job_id, Utc::now().timestamp(), &upload.filename)?;
+    state.storage.put(&input_key, upload.file.clone()).await?;
+
+    let outcome = enqueue(
+        &state,
+        EnqueueArgs {
+            job_id,
+            task_id,
+            user,
+            rule_id: rule.id,
+            rule_version: rule.version,
+            key: key.as_deref(),
+            fingerprint: &fingerprint,
+            correlation: &correlation,
+            input_key: input_key.as_ref(),
+            input_bytes: upload.file.len(),
+            content_type: sniffed.content_type(),
+        },
+    )
+    .await;
+    match outcome {
+        Ok(true) => {
+            tracing::info!(%job_id, correlation_id = %correlation, portal = %rule.slug, "job enqueued");
+            Ok(accepted(job_id, JobState::Pending, &correlation, false))
+        }
+        Ok(false) => {
+            // A concurrent request with the same key won the race: ours is dropped whole.
+            state.storage.delete(&input_key).await?;
+            let k = key.as_deref().unwrap_or_default();
+            let row = load_by_idempotency_key(&state, user, k)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            replay(row)
+        }
+        Err(e) => {
+            if let Err(cleanup) = state.storage.delete(&input_key).await {
+                tracing::warn!(error = %cleanup, "could not remove the upload of a failed request");
+            }
+            Err(e)
+        }
+    }
+}
+
+struct EnqueueArgs<'a> {
+    job_id: Uuid,
+    task_id: ulid::Ulid,
+    user: Uuid,
+    rule_id: Uuid,
+    rule_version: i32,
+    key: Option<&'a str>,
+    fingerprint: &'a str,
+    correlation: &'a str,
+    input_key: &'a str,
+    input_bytes: usize,
+    content_type: &'a str,
+}
+
+/// Writes the job row and pushes its apalis task in one transaction. Returns false when an
+/// idempotent twin already exists (nothing written).
+async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO jobs (id, user_id, portal_schema_id, portal_schema_version, max_attempts,
+                           correlation_id, idempotency_key, request_fingerprint, task_id,
+                           input_key, input_bytes, input_content_type)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING id",
+    )
+    .bind(a.job_id)
+    .bind(a.user)
+    .bind(a.rule_id)
+    .bind(a.rule_version)
+    .bind(state.settings.max_attempts)
+    .bind(a.correlation)
+    .bind(a.key)
+    .bind(a.fingerprint)
+    .bind(a.task_id.to_string())
+    .bind(a.input_key)
+    .bind(i64::try_from(a.input_bytes).unwrap_or(i64::MAX))
+    .bind(a.content_type)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if inserted.is_none() {
+        return Ok(false);
+    }
+    let payload = serde_json::to_vec(&JobTask {
+        job_id: a.job_id,
+        correlation_id: a.correlation.into(),
+    })
+    .map_err(|e| ApiError::Internal(format!("task payload: {e}")))?;
+    let task = TaskBuilder::new(payload)
+        .task_id(TaskId::from_ulid(a.task_id))
+        .max_attempts(usize::try_from(state.settings.max_attempts).unwrap_or(1))
+        .build();
+    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task])
+        .await
+        .map_err(|e| ApiError::Internal(format!("enqueue: {e}")))?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WaitQuery {
+    /// Hold the request up to this many seconds (≤ 60) until the job is completed or failed.
+    pub wait: Option<u64>,
+}
+
+/// Read a job's status; `?wait=N` waits (LISTEN/NOTIFY driven) for it to finish.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path), WaitQuery),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(id): Path<Uuid>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<JobView>, ApiError> {
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    // Subscribe before the first read so a change in between is not missed.
+    let mut events = state.events.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let row = load_job(&state, user, id).await?;
+        if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(row.into()));
+        }
+        // Sleep until this job changes (or the stream resyncs), or time runs out.
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => break,
+                Ok(Ok(JobEvent::Changed(changed))) if changed != id => continue,
+                Ok(Ok(_) | Err(_)) => break,
+            }
+        }
+    }
+}
+
+/// Download the produced file.
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+              (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn output(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    let row = load_job(&state, user, id).await?;
+    let (Some(key), JobState::Completed) = (row.output_key.as_deref(), row.state) else {
+        return Err(ApiError::NotFound);
+    };
+    let path = object_store::path::Path::parse(key)
+        .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
+    let bytes = state.storage.get(&path).await?;
+    let content_type = match row.output_format.as_deref() {
+        Some("png") => "image/png",
+        Some("pdf") => "application/pdf",
+        _ => "image/jpeg",
+    };
+    let filename = row.output_filename.unwrap_or_else(|| format!("{id}"));
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

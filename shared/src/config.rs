@@ -1,0 +1,230 @@
+//! Configuration from environment variables, with every default documented in one place.
+//!
+//! [`VARIABLES`] is the single table of variables and defaults; the README's configuration table
+//! is this list. Each setting is read through [`var`] so a bad value fails at start-up with the
+//! variable's name, never later.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// `(name, default, meaning)` for every environment variable Rythmiq reads.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "DATABASE_URL",
+        "(required for api/worker/migrate)",
+        "Postgres connection URL",
+    ),
+    ("RYTHMIQ_LISTEN", "0.0.0.0:8080", "API listen address"),
+    (
+        "RYTHMIQ_STORAGE_DIR",
+        "./.rythmiq/objects",
+        "root of the local object store",
+    ),
+    (
+        "RYTHMIQ_JWT_SECRET",
+        "(required for api; `dev` generates one)",
+        "HS256 secret for bearer tokens",
+    ),
+    (
+        "RYTHMIQ_MAX_UPLOAD_BYTES",
+        "20971520",
+        "largest accepted upload body (20 MiB); larger gets 413",
+    ),
+    ("RYTHMIQ_DB_POOL_SIZE", "10", "connections per process"),
+    (
+        "RYTHMIQ_WORKER_CONCURRENCY",
+        "number of cores",
+        "jobs one worker process runs at once",
+    ),
+    (
+        "RYTHMIQ_MAX_ATTEMPTS",
+        "3",
+        "attempts before a job fails for good (crashes count)",
+    ),
+    ("RYTHMIQ_HEARTBEAT_SECS", "5", "worker heartbeat interval"),
+    (
+        "RYTHMIQ_ORPHAN_TIMEOUT_SECS",
+        "20",
+        "silence after which a worker's jobs are re-run elsewhere",
+    ),
+    (
+        "RYTHMIQ_POLL_INTERVAL_MS",
+        "1000",
+        "idle poll, a fallback to LISTEN/NOTIFY wake-ups",
+    ),
+    (
+        "RYTHMIQ_RETRY_BASE_SECS",
+        "2",
+        "first retry delay; doubles per attempt",
+    ),
+    ("RYTHMIQ_RETRY_MAX_SECS", "300", "longest retry delay"),
+    (
+        "RYTHMIQ_SHUTDOWN_TIMEOUT_SECS",
+        "30",
+        "time in-flight jobs get to finish on SIGTERM",
+    ),
+    (
+        "RYTHMIQ_JOB_TIMEOUT_SECS",
+        "300",
+        "longest one attempt may run before it is failed as retryable",
+    ),
+    (
+        "RYTHMIQ_FETCH_TIMEOUT_SECS",
+        "30",
+        "object-store read timeout (FETCH_TIMEOUT)",
+    ),
+    (
+        "RYTHMIQ_UPLOAD_TIMEOUT_SECS",
+        "60",
+        "object-store write timeout (UPLOAD_FAILED)",
+    ),
+    ("RUST_LOG", "info", "log filter"),
+];
+
+/// Read and parse an environment variable, falling back to `default` when it is unset or empty.
+pub fn var<T: FromStr>(name: &str, default: T) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|e| Error::Config(format!("{name}={v:?}: {e}"))),
+        _ => Ok(default),
+    }
+}
+
+/// An environment variable that must be set.
+pub fn required(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(Error::Config(format!("{name} must be set"))),
+    }
+}
+
+/// Settings of the object store.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub root: PathBuf,
+    pub fetch_timeout: Duration,
+    pub upload_timeout: Duration,
+}
+
+impl StorageSettings {
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            root: var("RYTHMIQ_STORAGE_DIR", PathBuf::from("./.rythmiq/objects"))?,
+            fetch_timeout: Duration::from_secs(var("RYTHMIQ_FETCH_TIMEOUT_SECS", 30)?),
+            upload_timeout: Duration::from_secs(var("RYTHMIQ_UPLOAD_TIMEOUT_SECS", 60)?),
+        })
+    }
+}
+
+/// Settings of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub listen: String,
+    pub jwt_secret: String,
+    pub max_upload_bytes: usize,
+    pub max_attempts: i32,
+}
+
+impl ApiSettings {
+    /// Reads the API's settings; `jwt_secret` may be supplied by the caller (`rythmiq dev`).
+    pub fn from_env(jwt_secret: Option<String>) -> Result<Self> {
+        let jwt_secret = match jwt_secret {
+            Some(s) => s,
+            None => required("RYTHMIQ_JWT_SECRET")?,
+        };
+        Ok(Self {
+            listen: var("RYTHMIQ_LISTEN", "0.0.0.0:8080".to_string())?,
+            jwt_secret,
+            max_upload_bytes: var("RYTHMIQ_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)?,
+            max_attempts: var("RYTHMIQ_MAX_ATTEMPTS", 3)?,
+        })
+    }
+}
+
+/// Settings of a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub heartbeat: Duration,
+    pub orphan_timeout: Duration,
+    pub poll_interval: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub shutdown_timeout: Duration,
+    pub job_timeout: Duration,
+}
+
+impl WorkerSettings {
+    pub fn from_env() -> Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let concurrency: usize = var("RYTHMIQ_WORKER_CONCURRENCY", cores)?;
+        if concurrency == 0 {
+            return Err(Error::Config(
+                "RYTHMIQ_WORKER_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        let heartbeat = Duration::from_secs(var("RYTHMIQ_HEARTBEAT_SECS", 5)?);
+        let orphan_timeout = Duration::from_secs(var("RYTHMIQ_ORPHAN_TIMEOUT_SECS", 20)?);
+        if orphan_timeout <= heartbeat {
+            return Err(Error::Config(
+                "RYTHMIQ_ORPHAN_TIMEOUT_SECS must be longer than RYTHMIQ_HEARTBEAT_SECS".into(),
+            ));
+        }
+        Ok(Self {
+            concurrency,
+            heartbeat,
+            orphan_timeout,
+            poll_interval: Duration::from_millis(var("RYTHMIQ_POLL_INTERVAL_MS", 1000)?),
+            retry_base: Duration::from_secs(var("RYTHMIQ_RETRY_BASE_SECS", 2)?),
+            retry_max: Duration::from_secs(var("RYTHMIQ_RETRY_MAX_SECS", 300)?),
+            shutdown_timeout: Duration::from_secs(var("RYTHMIQ_SHUTDOWN_TIMEOUT_SECS", 30)?),
+            job_timeout: Duration::from_secs(var("RYTHMIQ_JOB_TIMEOUT_SECS", 300)?),
+        })
+    }
+
+    /// Delay before retry number `attempt` (1-based): exponential, capped.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+        self.retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.retry_max)
+    }
+}
+
+/// Pool size per process.
+pub fn pool_size() -> Result<u32> {
+    var("RYTHMIQ_DB_POOL_SIZE", 10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut s = WorkerSettings {
+            concurrency: 1,
+            heartbeat: Duration::from_secs(5),
+            orphan_timeout: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            job_timeout: Duration::from_secs(300),
+        };
+        assert_eq!(s.backoff(1), Duration::from_secs(2));
+        assert_eq!(s.backoff(2), Duration::from_secs(4));
+        assert_eq!(s.backoff(3), Duration::from_secs(8));
+        assert_eq!(s.backoff(4), Duration::from_secs(10));
+        s.retry_max = Duration::from_secs(10_000);
+        assert_eq!(s.backoff(100), Duration::from_secs(10_000));
+    }
+}

@@ -1,0 +1,187 @@
+//! Domain types shared by the API and the workers: portal rules, job states, error codes and the
+//! task payload that travels through the queue.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What kind of upload a portal rule describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum DocumentKind {
+    Photo,
+    Signature,
+    Document,
+}
+
+/// The file format a portal accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum OutputFormat {
+    Jpeg,
+    Png,
+    Pdf,
+}
+
+impl OutputFormat {
+    /// The MIME type of a file in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Png => "image/png",
+            OutputFormat::Pdf => "application/pdf",
+        }
+    }
+
+    /// The file extension, without a dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Png => "png",
+            OutputFormat::Pdf => "pdf",
+        }
+    }
+}
+
+/// One version of a portal's upload rule, as stored in `portal_schemas`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PortalRule {
+    pub id: Uuid,
+    pub slug: String,
+    pub version: i32,
+    pub name: String,
+    pub kind: DocumentKind,
+    pub width: i32,
+    pub height: i32,
+    pub dpi: i32,
+    pub format: OutputFormat,
+    /// Smallest accepted size in kilobytes; the file must hold at least `min_kb × 1024` bytes.
+    pub min_kb: i32,
+    /// Largest accepted size in kilobytes; the file must hold at most `max_kb × 1000` bytes.
+    pub max_kb: i32,
+    pub filename_pattern: String,
+    /// Background rule, e.g. `white`, `light` or `any`.
+    pub background: String,
+}
+
+impl PortalRule {
+    /// The byte window that satisfies both readings of a kilobyte (1,000 and 1,024 bytes).
+    pub fn byte_window(&self) -> (u64, u64) {
+        let min = u64::try_from(self.min_kb.max(0)).unwrap_or(0) * 1024;
+        let max = u64::try_from(self.max_kb.max(0)).unwrap_or(0) * 1000;
+        (min, max)
+    }
+}
+
+/// Job lifecycle states, mirrored by the `jobs.state` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed)
+    }
+}
+
+/// The seeds' error codes. Every failure a user can see maps to exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    PayloadMissing,
+    PayloadInvalid,
+    FetchFailed,
+    FetchTimeout,
+    DecodeFailed,
+    OcrFailed,
+    OcrTimeout,
+    SchemaFailed,
+    SizeExceeded,
+    UploadFailed,
+    /// The worker running the job died (crash, OOM kill) more often than the attempt limit allows.
+    WorkerLost,
+    /// A fault of ours that is not one of the above (database, bug); retried.
+    Internal,
+}
+
+impl ErrorCode {
+    /// All codes, for documentation and tests.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::PayloadMissing,
+        ErrorCode::PayloadInvalid,
+        ErrorCode::FetchFailed,
+        ErrorCode::FetchTimeout,
+        ErrorCode::DecodeFailed,
+        ErrorCode::OcrFailed,
+        ErrorCode::OcrTimeout,
+        ErrorCode::SchemaFailed,
+        ErrorCode::SizeExceeded,
+        ErrorCode::UploadFailed,
+        ErrorCode::WorkerLost,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as stored and shown, e.g. `DECODE_FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::PayloadMissing => "PAYLOAD_MISSING",
+            ErrorCode::PayloadInvalid => "PAYLOAD_INVALID",
+            ErrorCode::FetchFailed => "FETCH_FAILED",
+            ErrorCode::FetchTimeout => "FETCH_TIMEOUT",
+            ErrorCode::DecodeFailed => "DECODE_FAILED",
+            ErrorCode::OcrFailed => "OCR_FAILED",
+            ErrorCode::OcrTimeout => "OCR_TIMEOUT",
+            ErrorCode::SchemaFailed => "SCHEMA_FAILED",
+            ErrorCode::SizeExceeded => "SIZE_EXCEEDED",
+            ErrorCode::UploadFailed => "UPLOAD_FAILED",
+            ErrorCode::WorkerLost => "WORKER_LOST",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+
+    /// Whether the queue should try the job again (the seeds' error-code table).
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::FetchTimeout
+                | ErrorCode::OcrTimeout
+                | ErrorCode::UploadFailed
+                | ErrorCode::Internal
+        )
+    }
+
+    /// The pipeline stage the code belongs to.
+    pub fn stage(self) -> &'static str {
+        match self {
+            ErrorCode::PayloadMissing | ErrorCode::PayloadInvalid => "init",
+            ErrorCode::FetchFailed | ErrorCode::FetchTimeout => "fetch",
+            ErrorCode::DecodeFailed => "decode",
+            ErrorCode::OcrFailed | ErrorCode::OcrTimeout => "ocr",
+            ErrorCode::SchemaFailed | ErrorCode::SizeExceeded => "schema",
+            ErrorCode::UploadFailed => "upload",
+            ErrorCode::WorkerLost | ErrorCode::Internal => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The task payload pushed into the apalis queue with each job. The job row holds the truth; the
+/// payload only names it, so a task can never disagree with the row it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTask {
+    pub job_id: Uuid,
+    pub correlation_id: String,
+}

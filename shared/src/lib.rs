@@ -1,0 +1,15 @@
+//! Code shared by the Rythmiq API, the workers and the CLI: configuration, the database (pool,
+//! migrations, queue names), object storage, authentication tokens, domain types and the
+//! embedded Postgres used by `rythmiq dev` and the tests.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod embedded_pg;
+pub mod error;
+pub mod sniff;
+pub mod storage;
+pub mod telemetry;
+
+pub use error::{Error, Result};

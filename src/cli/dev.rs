@@ -1,0 +1,126 @@
+//! `rythmiq dev`: the embedded default. A private Postgres cluster, local object storage, the API
+//! and N workers in one process, all state under one data dir; Ctrl-C stops everything.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
+use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+use rythmiq_shared::{db, storage::Storage};
+use tokio_util::sync::CancellationToken;
+
+/// Name of the database `dev` keeps its data in.
+const DATABASE: &str = "rythmiq";
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Address the API listens on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the cluster, the object store and the generated secret live.
+    #[arg(long, default_value = ".rythmiq")]
+    data_dir: PathBuf,
+    /// Worker runtimes to start (each runs one job at a time). Default: number of cores.
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let secret = super::jwt_secret(&data_dir, true)?;
+
+    tracing::info!(dir = %data_dir.join("pg").display(), "starting embedded postgres");
+    let pg = EmbeddedPostgres::start(EmbeddedOptions {
+        data_dir: data_dir.join("pg"),
+        port: None,
+        fast: false,
+        keep_running_on_drop: false,
+    })
+    .await
+    .context("starting the embedded Postgres cluster")?;
+    let outcome = serve(&args, &data_dir, &pg, secret).await;
+    pg.stop()
+        .await
+        .context("stopping the embedded Postgres cluster")?;
+    outcome
+}
+
+async fn serve(
+    args: &DevArgs,
+    data_dir: &std::path::Path,
+    pg: &EmbeddedPostgres,
+    secret: String,
+) -> anyhow::Result<ExitCode> {
+    if !pg.database_exists(DATABASE).await? {
+        pg.create_database(DATABASE).await?;
+    }
+    let pool = db::connect(&pg.url_for(DATABASE), config::pool_size()?).await?;
+    db::migrate(&pool).await.context("migrating")?;
+
+    let mut storage_settings = StorageSettings::from_env()?;
+    storage_settings.root = data_dir.join("objects");
+    let storage = Storage::open(storage_settings)?;
+
+    let mut api_settings = ApiSettings::from_env(Some(secret.clone()))?;
+    api_settings.listen.clone_from(&args.listen);
+    let mut worker_settings = WorkerSettings::from_env()?;
+    worker_settings.concurrency = 1;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(&api_settings.listen)
+        .await
+        .with_context(|| format!("binding {}", api_settings.listen))?;
+    let addr = listener.local_addr()?;
+    let state = rythmiq_api::AppState::new(pool.clone(), storage.clone(), api_settings);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            rythmiq_api::serve(listener, state, shutdown)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    });
+    for _ in 0..workers {
+        let worker = rythmiq_worker::Worker::new(
+            pool.clone(),
+            rythmiq_worker::pipeline::Pipeline::new(storage.clone()),
+            worker_settings.clone(),
+        );
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { worker.run(shutdown).await.map_err(anyhow::Error::from) });
+    }
+
+    let user = uuid::Uuid::new_v4();
+    let token = rythmiq_shared::auth::mint(&secret, user, 86_400)?;
+    let dir = data_dir.display();
+    println!(
+        "rythmiq dev is ready: http://{addr}  ({workers} workers, data in {dir})\n\
+         \n\
+         Try it:\n\
+         \x20 rythmiq submit photo.jpg --portal neet-ug-2026-photo --server http://{addr} --data-dir {dir}\n\
+         \x20 curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg -F portal=neet-ug-2026-photo http://{addr}/v1/jobs\n\
+         \n\
+         Portal rules: http://{addr}/v1/portal-schemas   API description: http://{addr}/openapi.json\n\
+         Press Ctrl-C to stop (Postgres stops too)."
+    );
+
+    tokio::select! {
+        () = super::shutdown_signal() => tracing::info!("shutting down"),
+        Some(res) = tasks.join_next() => {
+            // A component ended on its own: report it and bring the rest down.
+            if let Ok(Err(e)) = res { tracing::error!(error = %e, "a component failed"); }
+        }
+    }
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    pool.close().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,60 @@
+//! Production roles: `rythmiq api`, `rythmiq worker`, `rythmiq migrate`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
+use rythmiq_shared::{db, storage::Storage};
+use tokio_util::sync::CancellationToken;
+
+async fn pool() -> anyhow::Result<sqlx::PgPool> {
+    let url = config::required("DATABASE_URL")?;
+    Ok(db::connect(&url, config::pool_size()?)
+        .await
+        .context("connecting to DATABASE_URL")?)
+}
+
+/// Cancels the returned token on Ctrl-C or SIGTERM.
+fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+pub async fn api() -> anyhow::Result<ExitCode> {
+    let settings = ApiSettings::from_env(None)?;
+    let state = rythmiq_api::AppState::new(
+        pool().await?,
+        Storage::open(StorageSettings::from_env()?)?,
+        settings.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    rythmiq_api::serve(listener, state, on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker() -> anyhow::Result<ExitCode> {
+    let settings = WorkerSettings::from_env()?;
+    let storage = Storage::open(StorageSettings::from_env()?)?;
+    let worker = rythmiq_worker::Worker::new(
+        pool().await?,
+        rythmiq_worker::pipeline::Pipeline::new(storage),
+        settings,
+    );
+    worker.run(on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn migrate() -> anyhow::Result<ExitCode> {
+    db::migrate(&pool().await?).await?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}

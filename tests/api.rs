@@ -1,0 +1,535 @@
+//! The HTTP API against a real Postgres and real storage: the happy path, every bad input,
+//! isolation between users, transactional enqueue, idempotency and long-polling.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+async fn error_code(resp: reqwest::Response) -> Result<(StatusCode, String)> {
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    Ok((
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn a_photo_becomes_a_compliant_portal_file() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let (stop, _w) = app.start_worker(fast_worker_settings());
+    let resp = app
+        .submit(photo_jpeg(1200, 1600, 1), "neet-ug-2026-photo")
+        .await?;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let location = resp.headers()["location"].to_str()?.to_owned();
+    let body: Value = resp.json().await?;
+    assert_eq!(body["status"], "pending");
+    let id: Uuid = body["job_id"].as_str().unwrap_or_default().parse()?;
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+
+    let job = app.wait_terminal(id, 60).await?;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["portal"], "neet-ug-2026-photo");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["output"]["width"], 200);
+    assert_eq!(job["output"]["height"], 230);
+    assert_eq!(job["output"]["dpi"], 200);
+    assert_eq!(job["output"]["format"], "jpg");
+    assert!(job["finished_at"].is_string());
+
+    let out = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/output")))
+        .bearer_auth(app.token())
+        .send()
+        .await?;
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(out.headers()["content-type"], "image/jpeg");
+    let bytes = out.bytes().await?;
+    assert_eq!(job["output"]["bytes"], bytes.len());
+    // NEET: 10–100 KB under both readings of a kilobyte.
+    assert!(
+        bytes.len() >= 10 * 1024 && bytes.len() <= 100 * 1000,
+        "{} bytes",
+        bytes.len()
+    );
+    let img = decode_output(&bytes)?;
+    assert_eq!((img.width(), img.height()), (200, 230));
+    let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE job_id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(docs, 1);
+    stop.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_json_errors() -> Result<()> {
+    let app = TestApp::spawn_with(|s| s.max_upload_bytes = 1024 * 1024).await?;
+    let photo = photo_jpeg(300, 400, 2);
+    let url = app.url("/v1/jobs");
+    let form = |file: Option<Vec<u8>>, portal: Option<&str>| {
+        let mut f = reqwest::multipart::Form::new();
+        if let Some(b) = file {
+            f = f.part(
+                "file",
+                reqwest::multipart::Part::bytes(b).file_name("x.jpg"),
+            );
+        }
+        if let Some(p) = portal {
+            f = f.text("portal", p.to_owned());
+        }
+        f
+    };
+    let send = |f: reqwest::multipart::Form, token: Option<String>| {
+        let mut r = app.client.post(&url).multipart(f);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let tok = Some(app.token());
+
+    let cases: Vec<(reqwest::multipart::Form, Option<String>, StatusCode, &str)> = vec![
+        (
+            form(Some(photo.clone()), Some("neet-ug-2026-photo")),
+            None,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            form(Some(photo.clone()), Some("neet-ug-2026-photo")),
+            Some("garbage".into()),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            form(Some(photo.clone()), Some("neet-ug-2026-photo")),
+            Some(rythmiq_shared::auth::mint("another-secret", app.user, 60)?),
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        (
+            form(None, Some("neet-ug-2026-photo")),
+            tok.clone(),
+            StatusCode::BAD_REQUEST,
+            "PAYLOAD_MISSING",
+        ),
+        (
+            form(Some(photo.clone()), None),
+            tok.clone(),
+            StatusCode::BAD_REQUEST,
+            "PAYLOAD_MISSING",
+        ),
+        (
+            form(Some(Vec::new()), Some("neet-ug-2026-photo")),
+            tok.clone(),
+            StatusCode::BAD_REQUEST,
+            "PAYLOAD_MISSING",
+        ),
+        (
+            form(Some(photo.clone()), Some("no-such-portal")),
+            tok.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UNKNOWN_PORTAL",
+        ),
+        (
+            form(
+                Some(b"just some text, renamed to photo.png".to_vec()),
+                Some("neet-ug-2026-photo"),
+            ),
+            tok.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "PAYLOAD_INVALID",
+        ),
+        (
+            form(
+                Some(vec![0xFF; 2 * 1024 * 1024]),
+                Some("neet-ug-2026-photo"),
+            ),
+            tok.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (i, (f, t, want_status, want_code)) in cases.into_iter().enumerate() {
+        let (status, code) = error_code(send(f, t).await?).await?;
+        assert_eq!(
+            (status, code.as_str()),
+            (want_status, want_code),
+            "case {i}"
+        );
+    }
+
+    // Not multipart at all, and an empty body.
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(app.token())
+        .body("{}")
+        .send()
+        .await?;
+    assert_eq!(
+        error_code(resp).await?,
+        (StatusCode::UNPROCESSABLE_ENTITY, "PAYLOAD_INVALID".into())
+    );
+    let resp = app
+        .client
+        .post(&url)
+        .bearer_auth(app.token())
+        .header("content-type", "multipart/form-data; boundary=x")
+        .send()
+        .await?;
+    let (status, code) = error_code(resp).await?;
+    assert!(status.is_client_error(), "{status}");
+    assert!(
+        code == "PAYLOAD_MISSING" || code == "PAYLOAD_INVALID",
+        "{code}"
+    );
+
+    // Unknown routes and malformed ids are JSON errors too, never a 500.
+    let resp = app
+        .client
+        .get(app.url("/v1/jobs/not-a-uuid"))
+        .bearer_auth(app.token())
+        .send()
+        .await?;
+    assert!(resp.status().is_client_error());
+    let (status, code) = error_code(app.client.get(app.url("/nope")).send().await?).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "NOT_FOUND")
+    );
+
+    // Nothing was enqueued by any of it.
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!((jobs, tasks), (0, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_undecodable_image_fails_as_decode_failed_without_retries() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let (stop, _w) = app.start_worker(fast_worker_settings());
+    // JPEG magic, then garbage: passes sniffing, cannot decode.
+    let mut bogus = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bogus.extend(std::iter::repeat_n(0x5Au8, 5000));
+    let id = app.submit_ok(bogus, "neet-ug-2026-photo").await?;
+    let job = app.wait_terminal(id, 30).await?;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error_code"], "DECODE_FAILED", "{job}");
+    assert_eq!(job["attempts"], 1, "a final error is not retried");
+    assert!(job["output"].is_null());
+    let events: Vec<(String, bool)> =
+        sqlx::query_as("SELECT error_code, retryable FROM error_events WHERE job_id = $1")
+            .bind(id)
+            .fetch_all(&app.pool)
+            .await?;
+    assert_eq!(events, vec![("DECODE_FAILED".to_owned(), false)]);
+    stop.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_never_sees_another_users_job() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let id = app
+        .submit_ok(photo_jpeg(300, 400, 3), "neet-ug-2026-photo")
+        .await?;
+    let other = token_for(Uuid::new_v4());
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/output")] {
+        let resp = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&other)
+            .send()
+            .await?;
+        assert_eq!(
+            error_code(resp).await?,
+            (StatusCode::NOT_FOUND, "NOT_FOUND".into()),
+            "{path}"
+        );
+    }
+    // The owner sees it.
+    assert_eq!(app.job(id, 0).await?["job_id"], id.to_string());
+    // Output of an unfinished job is not there yet.
+    let resp = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/output")))
+        .bearer_auth(app.token())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn enqueue_is_all_or_nothing() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    // Make the queue insert fail: the job row must not survive it, nor the upload.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'queue unavailable'; END; $$;
+         CREATE TRIGGER refuse_tasks BEFORE INSERT ON apalis.jobs FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&app.pool)
+    .await?;
+    let resp = app
+        .submit(photo_jpeg(300, 400, 4), "neet-ug-2026-photo")
+        .await?;
+    assert_eq!(
+        error_code(resp).await?,
+        (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL".into())
+    );
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(jobs, 0, "a job row without its task must not exist");
+    assert_eq!(
+        count_files(app.storage_dir.path()),
+        0,
+        "the upload was removed"
+    );
+
+    // And the other way round: a failing job insert leaves no task.
+    sqlx::raw_sql(
+        "DROP TRIGGER refuse_tasks ON apalis.jobs;
+         CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&app.pool)
+    .await?;
+    let resp = app
+        .submit(photo_jpeg(300, 400, 4), "neet-ug-2026-photo")
+        .await?;
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(tasks, 0);
+
+    // With the fault gone, the same request goes through whole.
+    sqlx::raw_sql("DROP TRIGGER refuse_jobs ON jobs")
+        .execute(&app.pool)
+        .await?;
+    app.submit_ok(photo_jpeg(300, 400, 4), "neet-ug-2026-photo")
+        .await?;
+    let (jobs, tasks): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM apalis.jobs)")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!((jobs, tasks), (1, 1));
+    Ok(())
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        count_files(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn idempotent_repeats_return_one_job_even_when_concurrent() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let photo = photo_jpeg(400, 500, 5);
+    let token = app.token();
+    let attempts =
+        (0..12).map(|_| app.submit_as(&token, photo.clone(), "neet-ug-2026-photo", Some("key-1")));
+    let mut ids = std::collections::HashSet::new();
+    for resp in futures::future::join_all(attempts).await {
+        let resp = resp?;
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+        let body: Value = resp.json().await?;
+        ids.insert(body["job_id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let (jobs, tasks): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM apalis.jobs)")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!((jobs, tasks), (1, 1), "enqueued exactly once");
+    assert_eq!(
+        count_files(app.storage_dir.path()),
+        1,
+        "losing racers removed their uploads"
+    );
+
+    // The same key with a different request is refused.
+    let resp = app
+        .submit_as(
+            &token,
+            photo_jpeg(400, 500, 6),
+            "neet-ug-2026-photo",
+            Some("key-1"),
+        )
+        .await?;
+    assert_eq!(
+        error_code(resp).await?,
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED".into()
+        )
+    );
+    // Keys are per user: another user's identical key is a new job.
+    let other = token_for(Uuid::new_v4());
+    let resp = app
+        .submit_as(&other, photo.clone(), "neet-ug-2026-photo", Some("key-1"))
+        .await?;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(jobs, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn waiting_clients_are_woken_by_notify_not_polling() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let id = app
+        .submit_ok(photo_jpeg(600, 800, 7), "neet-ug-2026-photo")
+        .await?;
+    // wait=0 answers at once.
+    assert_eq!(app.job(id, 0).await?["status"], "pending");
+    // A long-poll with nothing happening holds for its full time.
+    let t = Instant::now();
+    assert_eq!(app.job(id, 1).await?["status"], "pending");
+    assert!(t.elapsed() >= Duration::from_millis(950));
+
+    let waiter = {
+        let client = app.client.clone();
+        let url = app.url(&format!("/v1/jobs/{id}?wait=60"));
+        let token = app.token();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let v: Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok((v, t.elapsed()))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (stop, _w) = app.start_worker(fast_worker_settings());
+    let (job, took) = waiter.await??;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert!(
+        took < Duration::from_secs(30),
+        "woken on completion, not at the deadline: {took:?}"
+    );
+    stop.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn service_endpoints_describe_themselves() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(health["status"], "ok");
+    let ready = app.client.get(app.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let portals: Vec<Value> = app
+        .client
+        .get(app.url("/v1/portal-schemas"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let slugs: Vec<&str> = portals.iter().filter_map(|p| p["slug"].as_str()).collect();
+    for slug in [
+        "neet-ug-2026-photo",
+        "neet-ug-2026-signature",
+        "jee-main-2026-photo",
+        "jee-main-2026-signature",
+        "passport-india-photo",
+        "ibps-2026-photo",
+        "ibps-2026-signature",
+        "aadhaar-update-document",
+        "college-generic-photo",
+    ] {
+        assert!(slugs.contains(&slug), "{slug} missing from {slugs:?}");
+    }
+    let neet = portals
+        .iter()
+        .find(|p| p["slug"] == "neet-ug-2026-photo")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (neet["width"].as_i64(), neet["height"].as_i64()),
+        (Some(200), Some(230))
+    );
+    assert_eq!(
+        (
+            neet["min_kb"].as_i64(),
+            neet["max_kb"].as_i64(),
+            neet["dpi"].as_i64()
+        ),
+        (Some(10), Some(100), Some(200))
+    );
+
+    let spec: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/output",
+        "/v1/portal-schemas",
+        "/healthz",
+        "/readyz",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+
+    // Readiness notices a database that is not migrated.
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&app.pool)
+    .await?;
+    let ready = app.client.get(app.url("/readyz")).send().await?;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    Ok(())
+}

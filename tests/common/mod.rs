@@ -1,0 +1,417 @@
+//! Test harness: one real Postgres cluster per test binary (started on first use and stopped
+//! when the binary exits), a fresh migrated database per test, the real API on a random port,
+//! real local object storage, and helpers to drive them.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rythmiq_shared::config::{ApiSettings, StorageSettings, WorkerSettings};
+use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+use rythmiq_shared::storage::Storage;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-of-reasonable-length";
+pub const TEMPLATE_DB: &str = "rythmiq_template";
+
+/// The shared cluster: its URL base and the watchdog that stops it when this process exits.
+struct Cluster {
+    port: u16,
+    _dir: tempfile::TempDir,
+    _watchdog: Mutex<(Child, ChildStdin)>,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// A temporary directory the unprivileged `postgres` account can traverse when we run as root.
+pub fn shared_tempdir() -> Result<tempfile::TempDir> {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base)?;
+    let dir = tempfile::Builder::new()
+        .prefix("rythmiq-")
+        .tempdir_in(base)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// Starts a cluster in `dir` that stops when this process exits, however it exits: a watchdog
+/// shell blocks reading our pipe and, at end of file, fast-shuts the postmaster down.
+pub async fn start_cluster(
+    dir: &Path,
+    port: Option<u16>,
+) -> Result<(EmbeddedPostgres, Child, ChildStdin)> {
+    let pg = EmbeddedPostgres::start(EmbeddedOptions {
+        data_dir: dir.to_path_buf(),
+        port,
+        fast: true,
+        keep_running_on_drop: true,
+    })
+    .await?;
+    let pidfile = dir.join("postmaster.pid");
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "read _ignored; pid=$(head -n1 '{pid}' 2>/dev/null) || exit 0; kill -INT \"$pid\"; \
+             while kill -0 \"$pid\" 2>/dev/null; do sleep 0.1; done; rm -rf '{dir}'",
+            pid = pidfile.display(),
+            dir = dir.display()
+        ))
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting the cluster watchdog")?;
+    let stdin = watchdog.stdin.take().context("watchdog stdin")?;
+    Ok((pg, watchdog, stdin))
+}
+
+async fn cluster_port() -> Result<u16> {
+    // Tests race here; `get_or_init` lets exactly one start the cluster while the rest wait.
+    // It starts on a plain thread with its own runtime, as each test runs its own runtime.
+    let cluster = CLUSTER.get_or_init(|| {
+        std::thread::spawn(start_shared_cluster)
+            .join()
+            .map_err(|_| "cluster start panicked".to_owned())
+            .and_then(|r| r.map_err(|e| format!("{e:#}")))
+    });
+    match cluster {
+        Ok(c) => Ok(c.port),
+        Err(e) => bail!("test cluster unavailable: {e}"),
+    }
+}
+
+fn start_shared_cluster() -> Result<Cluster> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dir = shared_tempdir()?;
+        let (pg, child, stdin) = start_cluster(&dir.path().join("pg"), None).await?;
+        pg.create_database(TEMPLATE_DB).await?;
+        let pool = PgPool::connect(&pg.url_for(TEMPLATE_DB)).await?;
+        rythmiq_shared::db::migrate(&pool).await?;
+        pool.close().await;
+        Ok(Cluster {
+            port: pg.port(),
+            _dir: dir,
+            _watchdog: Mutex::new((child, stdin)),
+        })
+    })
+}
+
+fn url(port: u16, db: &str) -> String {
+    format!("postgres://rythmiq@127.0.0.1:{port}/{db}")
+}
+
+/// A fresh database, migrated (cloned from the migrated template).
+pub async fn fresh_database() -> Result<String> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let port = cluster_port().await?;
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    // CREATE DATABASE … TEMPLATE needs the template to have no other sessions: serialise.
+    let _guard = LOCK.lock().await;
+    let admin = PgPool::connect(&url(port, "postgres")).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"
+    )))
+    .execute(&admin)
+    .await?;
+    admin.close().await;
+    Ok(url(port, &name))
+}
+
+/// Settings for fast tests: short heartbeats and backoff.
+pub fn fast_worker_settings() -> WorkerSettings {
+    WorkerSettings {
+        concurrency: 2,
+        heartbeat: Duration::from_millis(500),
+        orphan_timeout: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(500),
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(4),
+        shutdown_timeout: Duration::from_secs(10),
+        job_timeout: Duration::from_secs(120),
+    }
+}
+
+/// The real application on a random port against a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db_url: String,
+    pub pool: PgPool,
+    pub storage: Storage,
+    pub storage_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+    pub user: Uuid,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Result<Self> {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut ApiSettings)) -> Result<Self> {
+        let db_url = fresh_database().await?;
+        let pool = rythmiq_shared::db::connect(&db_url, 10).await?;
+        let storage_dir = shared_tempdir()?;
+        let storage = Storage::open(StorageSettings {
+            root: storage_dir.path().to_path_buf(),
+            fetch_timeout: Duration::from_secs(10),
+            upload_timeout: Duration::from_secs(10),
+        })?;
+        let mut settings = ApiSettings {
+            listen: "127.0.0.1:0".into(),
+            jwt_secret: SECRET.into(),
+            max_upload_bytes: 20 * 1024 * 1024,
+            max_attempts: 3,
+        };
+        tweak(&mut settings);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = rythmiq_api::AppState::new(pool.clone(), storage.clone(), settings);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(rythmiq_api::serve(listener, state, shutdown.clone()));
+        Ok(Self {
+            addr,
+            db_url,
+            pool,
+            storage,
+            storage_dir,
+            client: reqwest::Client::new(),
+            shutdown,
+            user: Uuid::new_v4(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn token(&self) -> String {
+        token_for(self.user)
+    }
+
+    /// Starts an in-process worker; cancel the token to stop it.
+    pub fn start_worker(
+        &self,
+        settings: WorkerSettings,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let worker = rythmiq_worker::Worker::new(
+            self.pool.clone(),
+            rythmiq_worker::pipeline::Pipeline::new(self.storage.clone()),
+            settings,
+        );
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let handle = tokio::spawn(async move {
+            let _ = worker.run(s).await;
+        });
+        (stop, handle)
+    }
+
+    /// Starts `rythmiq worker` as a separate process against this app's database and storage.
+    pub fn spawn_worker_process(&self, extra_env: &[(&str, &str)]) -> Result<Child> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rythmiq"));
+        cmd.arg("worker")
+            .env("DATABASE_URL", &self.db_url)
+            .env("RYTHMIQ_STORAGE_DIR", self.storage_dir.path())
+            .env("RYTHMIQ_HEARTBEAT_SECS", "1")
+            .env("RYTHMIQ_ORPHAN_TIMEOUT_SECS", "3")
+            .env("RYTHMIQ_RETRY_BASE_SECS", "1")
+            .env("RYTHMIQ_POLL_INTERVAL_MS", "500")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Ok(cmd.spawn()?)
+    }
+
+    /// `POST /v1/jobs` as this app's user.
+    pub async fn submit(&self, file: Vec<u8>, portal: &str) -> Result<reqwest::Response> {
+        self.submit_as(&self.token(), file, portal, None).await
+    }
+
+    pub async fn submit_as(
+        &self,
+        token: &str,
+        file: Vec<u8>,
+        portal: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(file).file_name("photo.jpg"),
+            )
+            .text("portal", portal.to_owned());
+        let mut req = self
+            .client
+            .post(self.url("/v1/jobs"))
+            .bearer_auth(token)
+            .multipart(form);
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        Ok(req.send().await?)
+    }
+
+    /// Submits and returns the job id, insisting on 202.
+    pub async fn submit_ok(&self, file: Vec<u8>, portal: &str) -> Result<Uuid> {
+        let resp = self.submit(file, portal).await?;
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            bail!("submit returned {status}: {body}");
+        }
+        Ok(body["job_id"].as_str().context("job_id")?.parse()?)
+    }
+
+    /// `GET /v1/jobs/{id}?wait=N`.
+    pub async fn job(&self, id: Uuid, wait: u64) -> Result<Value> {
+        let resp = self
+            .client
+            .get(self.url(&format!("/v1/jobs/{id}?wait={wait}")))
+            .bearer_auth(self.token())
+            .send()
+            .await?;
+        Ok(resp.error_for_status()?.json().await?)
+    }
+
+    /// Waits (long-polling) until the job is completed or failed, up to `secs`.
+    pub async fn wait_terminal(&self, id: Uuid, secs: u64) -> Result<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs();
+            let job = self.job(id, left.clamp(1, 60)).await?;
+            if matches!(job["status"].as_str(), Some("completed" | "failed")) {
+                return Ok(job);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("job {id} not finished after {secs}s: {job}");
+            }
+        }
+    }
+
+    pub async fn job_state(&self, id: Uuid) -> Result<String> {
+        Ok(sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn task_attempts(&self, id: Uuid) -> Result<i32> {
+        Ok(sqlx::query_scalar(
+            "SELECT a.attempts FROM apalis.jobs a JOIN jobs j ON j.task_id = a.id WHERE j.id = $1",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+pub fn token_for(user: Uuid) -> String {
+    rythmiq_shared::auth::mint(SECRET, user, 3600).unwrap_or_default()
+}
+
+/// A photo-like JPEG: gradients, shapes and noise (noise keeps it from compressing to nothing).
+pub fn photo_jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let n = hash(x, y, seed);
+        let (cx, cy) = (width / 2, height / 2);
+        let dx = i64::from(x) - i64::from(cx);
+        let dy = i64::from(y) - i64::from(cy);
+        let face = dx * dx * 4 + dy * dy * 3 < i64::from(width.min(height)).pow(2) / 2;
+        let base = if face {
+            [200u8, 160, 130]
+        } else {
+            [(x * 255 / width) as u8, 120, (y * 255 / height) as u8]
+        };
+        let jitter = (n % 41) as i16 - 20;
+        image::Rgb(base.map(|c| (i16::from(c) + jitter).clamp(0, 255) as u8))
+    });
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    img.write_with_encoder(enc).unwrap_or_default();
+    out
+}
+
+/// A large PNG: slow enough to decode that a test can catch a worker mid-job.
+pub fn slow_png(width: u32, height: u32) -> Vec<u8> {
+    // Smooth bands with sparse noise: many pixels to decode, yet a file well under the
+    // upload limit.
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let n = if (x ^ y) % 61 == 0 {
+            hash(x, y, 7) & 0x3f
+        } else {
+            0
+        };
+        let v = ((x / 29 + y / 17) % 256) as u8;
+        image::Rgb([v.wrapping_add(n as u8), v / 2, 255 - v])
+    });
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    img.write_with_encoder(enc).unwrap_or_default();
+    out
+}
+
+fn hash(x: u32, y: u32, seed: u32) -> u32 {
+    let mut h = x.wrapping_mul(374_761_393)
+        ^ y.wrapping_mul(668_265_263)
+        ^ seed.wrapping_mul(2_246_822_519);
+    h = (h ^ (h >> 13)).wrapping_mul(1_274_126_177);
+    h ^ (h >> 16)
+}
+
+/// Sends a signal to a child process with the `kill` command (no unsafe code needed).
+pub fn signal(child: &Child, sig: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()?;
+    if !status.success() {
+        bail!("kill -{sig} failed");
+    }
+    Ok(())
+}
+
+/// Polls `check` every 20 ms until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("condition not met within {secs}s")
+}
+
+pub fn decode_output(bytes: &[u8]) -> Result<image::DynamicImage> {
+    Ok(image::load_from_memory(bytes)?)
+}
+
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::File::create(&path)?.write_all(bytes)?;
+    Ok(path)
+}

@@ -1,0 +1,9 @@
+//! Rythmiq workers: long-lived processes that claim queued jobs from Postgres and run the image
+//! pipeline. [`queue`] is the fleet mechanics, [`pipeline`] the work, one module per stage.
+
+pub mod error;
+pub mod pipeline;
+pub mod queue;
+
+pub use error::JobError;
+pub use queue::Worker;

@@ -1,0 +1,1471 @@
+//! Schema-fit stage: crop, resize and encode an image so the file matches a portal rule exactly
+//! (pixel size, DPI, format and byte window), and verify the result independently.
+//!
+//! Nothing non-compliant leaves [`fit`]: it re-reads its own output with [`verify`] first.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+
+use image::codecs::jpeg::{JpegEncoder, PixelDensity};
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
+use image::imageops::FilterType;
+use image::{
+    DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits,
+    Rgb, RgbImage,
+};
+use rythmiq_shared::domain::{DocumentKind, ErrorCode, OutputFormat, PortalRule};
+use uuid::Uuid;
+
+/// A file that satisfies a portal rule, ready to upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FitOutput {
+    /// The encoded file.
+    pub bytes: Vec<u8>,
+    /// Pixel width (equals the rule's).
+    pub width: u32,
+    /// Pixel height (equals the rule's).
+    pub height: u32,
+    /// Dots per inch written into the file (equals the rule's).
+    pub dpi: u32,
+    /// The container format (equals the rule's).
+    pub format: OutputFormat,
+    /// Things the user should know, e.g. that the file was padded to reach the minimum size.
+    pub warnings: Vec<String>,
+}
+
+/// Why an image could not be made to fit a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FitError {
+    /// Even the smallest encoding we can make is above the rule's maximum size.
+    #[error(
+        "the smallest file we can produce is {smallest} bytes, above the portal's limit of {max} bytes"
+    )]
+    SizeExceeded {
+        /// Size of the smallest encoding tried.
+        smallest: u64,
+        /// The rule's maximum, in bytes.
+        max: u64,
+    },
+    /// The rule is unusable or encoding failed.
+    #[error("could not produce the file: {0}")]
+    Failed(String),
+    /// A file does not satisfy the rule (from [`verify`]).
+    #[error("the file does not meet the portal's rule: {0}")]
+    NotCompliant(String),
+}
+
+impl FitError {
+    /// The user-visible error code: `SIZE_EXCEEDED` or `SCHEMA_FAILED`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FitError::SizeExceeded { .. } => ErrorCode::SizeExceeded,
+            FitError::Failed(_) | FitError::NotCompliant(_) => ErrorCode::SchemaFailed,
+        }
+    }
+}
+
+/// Lowest JPEG quality we are willing to ship; below this faces and strokes fall apart.
+const MIN_QUALITY: u8 = 5;
+const MAX_QUALITY: u8 = 100;
+/// Bound on JPEG encodes per fit, so a job's CPU cost stays predictable.
+const MAX_ENCODES: usize = 8;
+/// Largest target a rule may ask for; keeps a bad rule from allocating gigabytes.
+const MAX_TARGET_PIXELS: u64 = 50_000_000;
+/// JPEG cannot describe larger images.
+const MAX_SIDE: u32 = 65_535;
+const MAX_FILENAME_LEN: usize = 128;
+const PNG_MAGIC: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
+const PADDING_NOTE: &[u8] = b"rythmiq size padding";
+
+/// The rule, validated and converted to the types the encoders need.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    width: u32,
+    height: u32,
+    dpi: u16,
+    min: u64,
+    max: u64,
+}
+
+impl Target {
+    fn from_rule(rule: &PortalRule) -> Result<Self, FitError> {
+        let side = |v: i32, what: &str| {
+            u32::try_from(v)
+                .ok()
+                .filter(|s| (1..=MAX_SIDE).contains(s))
+                .ok_or_else(|| {
+                    FitError::Failed(format!("the rule's {what} {v} is outside 1..={MAX_SIDE}"))
+                })
+        };
+        let width = side(rule.width, "width")?;
+        let height = side(rule.height, "height")?;
+        if u64::from(width) * u64::from(height) > MAX_TARGET_PIXELS {
+            return Err(FitError::Failed(format!(
+                "the rule's size {width}×{height} is above {MAX_TARGET_PIXELS} pixels"
+            )));
+        }
+        let dpi = u16::try_from(rule.dpi)
+            .ok()
+            .filter(|d| *d > 0)
+            .ok_or_else(|| {
+                FitError::Failed(format!("the rule's DPI {} is outside 1..=65535", rule.dpi))
+            })?;
+        let (min, max) = rule.byte_window();
+        if max == 0 || min > max {
+            return Err(FitError::Failed(format!(
+                "the rule's size window {}–{} KB is empty",
+                rule.min_kb, rule.max_kb
+            )));
+        }
+        Ok(Target {
+            width,
+            height,
+            dpi,
+            min,
+            max,
+        })
+    }
+}
+
+/// Crop (centred) to the rule's aspect ratio, resize to its exact pixel size and encode it in its
+/// format with its DPI, landing inside its byte window.
+///
+/// Fails with [`FitError::SizeExceeded`] when even the smallest acceptable encoding is too big.
+pub fn fit(img: &DynamicImage, rule: &PortalRule) -> Result<FitOutput, FitError> {
+    let target = Target::from_rule(rule)?;
+    let mut warnings = Vec::new();
+    let pixels = resize_to_target(img, &target, &mut warnings)?;
+
+    let bytes = match rule.format {
+        OutputFormat::Jpeg => {
+            fit_jpeg_family(&pixels, &target, &mut warnings, |jpeg| Ok(jpeg.to_vec()))?
+        }
+        OutputFormat::Pdf => fit_jpeg_family(&pixels, &target, &mut warnings, |jpeg| {
+            Ok(wrap_pdf(jpeg, &target))
+        })?,
+        OutputFormat::Png => fit_png(&pixels, rule.kind, &target, &mut warnings)?,
+    };
+
+    // Belt and braces: re-read the file exactly as a portal would before handing it out.
+    verify(&bytes, rule)?;
+    Ok(FitOutput {
+        bytes,
+        width: target.width,
+        height: target.height,
+        dpi: u32::from(target.dpi),
+        format: rule.format,
+        warnings,
+    })
+}
+
+/// Check a finished file against a rule: format (by magic bytes), pixel size, DPI stored in the
+/// file, byte size within [`PortalRule::byte_window`], and that the image data decodes.
+pub fn verify(bytes: &[u8], rule: &PortalRule) -> Result<(), FitError> {
+    let target = Target::from_rule(rule)?;
+    let detected = sniff(bytes);
+    if detected != Some(rule.format) {
+        return Err(FitError::NotCompliant(format!(
+            "the file is {}, the portal wants {}",
+            detected.map_or("not a JPEG, PNG or PDF", |f| f.content_type()),
+            rule.format.content_type()
+        )));
+    }
+    let size = len_u64(bytes);
+    if size < target.min || size > target.max {
+        return Err(FitError::NotCompliant(format!(
+            "the file is {size} bytes, outside the window of {}–{} bytes",
+            target.min, target.max
+        )));
+    }
+    match rule.format {
+        OutputFormat::Jpeg => verify_jpeg(bytes, &target),
+        OutputFormat::Png => verify_png(bytes, &target),
+        OutputFormat::Pdf => verify_pdf(bytes, &target),
+    }
+}
+
+/// The file name to upload under, from `rule.filename_pattern` with `{job_id}`, `{slug}` and
+/// `{kind}` replaced, reduced to `[A-Za-z0-9._-]`, at most 128 characters, and ending in the
+/// format's extension.
+pub fn output_filename(rule: &PortalRule, job_id: Uuid) -> String {
+    let kind = match rule.kind {
+        DocumentKind::Photo => "photo",
+        DocumentKind::Signature => "signature",
+        DocumentKind::Document => "document",
+    };
+    let job = job_id.to_string();
+    // Single pass, so a slug that happens to contain "{kind}" is not expanded twice.
+    let mut expanded = String::new();
+    let mut rest = rule.filename_pattern.as_str();
+    while let Some(open) = rest.find('{') {
+        expanded.push_str(&rest[..open]);
+        rest = &rest[open..];
+        let value = [
+            ("{job_id}", job.as_str()),
+            ("{slug}", rule.slug.as_str()),
+            ("{kind}", kind),
+        ]
+        .into_iter()
+        .find(|(placeholder, _)| rest.starts_with(placeholder));
+        match value {
+            Some((placeholder, value)) => {
+                expanded.push_str(value);
+                rest = &rest[placeholder.len()..];
+            }
+            None => {
+                expanded.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    expanded.push_str(rest);
+
+    let sanitised: String = expanded
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A leading dot hides the file and a leading dash reads as a command-line flag.
+    let sanitised = sanitised.trim_start_matches(['.', '-']);
+
+    let default_ext = rule.format.extension();
+    let accepted: &[&str] = match rule.format {
+        OutputFormat::Jpeg => &["jpg", "jpeg"],
+        OutputFormat::Png => &["png"],
+        OutputFormat::Pdf => &["pdf"],
+    };
+    let lower = sanitised.to_ascii_lowercase();
+    let (stem, ext) = accepted
+        .iter()
+        .find(|ext| lower.len() > ext.len() + 1 && lower.ends_with(&format!(".{ext}")))
+        .map_or((sanitised, default_ext), |ext| {
+            let split = sanitised.len() - ext.len();
+            (&sanitised[..split - 1], &sanitised[split..])
+        });
+    // Everything is ASCII now, so byte truncation cannot split a character.
+    let room = MAX_FILENAME_LEN - 1 - ext.len();
+    let stem = &stem[..stem.len().min(room)];
+    let stem = if stem.is_empty() { job.as_str() } else { stem };
+    format!("{stem}.{ext}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry
+
+/// Centre-crop `img` to the target aspect ratio and resize it to the exact target size, as RGB8
+/// with any transparency flattened onto white.
+fn resize_to_target(
+    img: &DynamicImage,
+    target: &Target,
+    warnings: &mut Vec<String>,
+) -> Result<RgbImage, FitError> {
+    let (tw, th) = (target.width, target.height);
+    let (w, h) = (img.width(), img.height());
+    if w == 0 || h == 0 {
+        return Err(FitError::Failed("the input image has no pixels".to_owned()));
+    }
+    let (x, y, cw, ch) = centre_crop(w, h, tw, th);
+    if cw < tw || ch < th {
+        warnings.push(format!(
+            "the photo is smaller than required ({cw}×{ch} after cropping, portal wants \
+             {tw}×{th}); it was enlarged and may look soft"
+        ));
+    }
+
+    // Transparency goes onto white before any filtering, so transparent pixels' hidden colour
+    // cannot bleed into the edges. Decode output is already opaque RGB8 and is borrowed as is.
+    let source: Cow<'_, DynamicImage> = if img.color().has_alpha() {
+        Cow::Owned(DynamicImage::ImageRgb8(flatten_on_white(
+            img.crop_imm(x, y, cw, ch),
+        )))
+    } else if (x, y, cw, ch) == (0, 0, w, h) {
+        Cow::Borrowed(img)
+    } else {
+        Cow::Owned(img.crop_imm(x, y, cw, ch))
+    };
+
+    // DynamicImage's own methods are used (not generic imageops calls) because they are compiled
+    // inside the image crate, so they stay optimised even in debug builds of this crate.
+    let resized = if (cw, ch) == (tw, th) {
+        source
+    } else if u64::from(cw) > 2 * u64::from(tw) && u64::from(ch) > 2 * u64::from(th) {
+        // A cheap box-filter pass first: Lanczos on 12 MP for a 200 px target would cost far
+        // more and look no better.
+        let pre = source.thumbnail_exact(tw.saturating_mul(2), th.saturating_mul(2));
+        Cow::Owned(pre.resize_exact(tw, th, FilterType::Lanczos3))
+    } else {
+        Cow::Owned(source.resize_exact(tw, th, FilterType::Lanczos3))
+    };
+    Ok(resized.into_owned().into_rgb8())
+}
+
+/// The largest centred rectangle of `w`×`h` with the aspect ratio of `tw`×`th`: (x, y, w, h).
+fn centre_crop(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32, u32, u32) {
+    let (w64, h64, tw64, th64) = (u64::from(w), u64::from(h), u64::from(tw), u64::from(th));
+    let narrow = |v: u64, fallback: u32| u32::try_from(v).unwrap_or(fallback);
+    if w64 * th64 > h64 * tw64 {
+        // Too wide: keep the full height.
+        let cw = ((h64 * tw64 + th64 / 2) / th64).clamp(1, w64);
+        (narrow((w64 - cw) / 2, 0), 0, narrow(cw, w), h)
+    } else {
+        // Too tall (or exact): keep the full width.
+        let ch = ((w64 * th64 + tw64 / 2) / tw64).clamp(1, h64);
+        (0, narrow((h64 - ch) / 2, 0), w, narrow(ch, h))
+    }
+}
+
+fn flatten_on_white(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let mut out = RgbImage::new(rgba.width(), rgba.height());
+    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
+        let alpha = u16::from(src[3]);
+        let blend = |c: u8| -> u8 {
+            let v = (u16::from(c) * alpha + 255 * (255 - alpha) + 127) / 255;
+            u8::try_from(v).unwrap_or(u8::MAX)
+        };
+        *dst = Rgb([blend(src[0]), blend(src[1]), blend(src[2])]);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// JPEG and PDF
+
+/// One JPEG encoding and the container built around it.
+struct Candidate {
+    quality: u8,
+    jpeg: Vec<u8>,
+    file: Vec<u8>,
+}
+
+/// Find the highest JPEG quality whose wrapped file fits under the maximum (binary search, at most
+/// [`MAX_ENCODES`] encodes), then pad with metadata if the file is still under the minimum.
+fn fit_jpeg_family(
+    pixels: &RgbImage,
+    target: &Target,
+    warnings: &mut Vec<String>,
+    wrap: impl Fn(&[u8]) -> Result<Vec<u8>, FitError>,
+) -> Result<Vec<u8>, FitError> {
+    let attempt = |quality: u8| -> Result<Candidate, FitError> {
+        let jpeg = encode_jpeg(pixels, quality, target.dpi)?;
+        let file = wrap(&jpeg)?;
+        Ok(Candidate {
+            quality,
+            jpeg,
+            file,
+        })
+    };
+
+    let best = attempt(MAX_QUALITY)?;
+    let best = if len_u64(&best.file) <= target.max {
+        best
+    } else {
+        let floor = attempt(MIN_QUALITY)?;
+        if len_u64(&floor.file) > target.max {
+            return Err(FitError::SizeExceeded {
+                smallest: len_u64(&floor.file),
+                max: target.max,
+            });
+        }
+        // Invariant: `fits.quality` fits, `too_big` does not.
+        let (mut fits, mut too_big) = (floor, MAX_QUALITY);
+        let mut encodes = 2;
+        while too_big - fits.quality > 1 && encodes < MAX_ENCODES {
+            encodes += 1;
+            let mid = fits.quality + (too_big - fits.quality) / 2;
+            let candidate = attempt(mid)?;
+            if len_u64(&candidate.file) <= target.max {
+                fits = candidate;
+            } else {
+                too_big = mid;
+            }
+        }
+        fits
+    };
+    tracing::debug!(
+        quality = best.quality,
+        bytes = best.file.len(),
+        "chose JPEG quality"
+    );
+
+    let size = len_u64(&best.file);
+    if size >= target.min {
+        return Ok(best.file);
+    }
+    // Even the best quality is too small (tiny, flat images). The encoder already stores chroma at
+    // full resolution, so the only honest way up is inert metadata: COM segments that every
+    // decoder skips. Container overhead can grow with the padding (PDF offsets), so re-measure.
+    let mut padding = target.min - size;
+    for _ in 0..4 {
+        let file = wrap(&pad_jpeg(&best.jpeg, padding)?)?;
+        let padded = len_u64(&file);
+        if padded >= target.min {
+            warnings.push(format!(
+                "the file came out at only {size} bytes (JPEG quality {}); {} bytes of \
+                 metadata padding were added to reach the portal's minimum of {} bytes \
+                 (the picture is unchanged)",
+                best.quality,
+                padded - size,
+                target.min
+            ));
+            return Ok(file);
+        }
+        padding += target.min - padded;
+    }
+    Err(FitError::Failed(
+        "could not pad the file to the minimum size".to_owned(),
+    ))
+}
+
+fn encode_jpeg(pixels: &RgbImage, quality: u8, dpi: u16) -> Result<Vec<u8>, FitError> {
+    let mut out = Vec::new();
+    let mut encoder = JpegEncoder::new_with_quality(&mut out, quality);
+    encoder.set_pixel_density(PixelDensity::dpi(dpi));
+    // The raw-buffer entry point (not the generic `encode_image`) runs code compiled, and
+    // optimised, inside the image crate.
+    encoder
+        .encode(
+            pixels.as_raw(),
+            pixels.width(),
+            pixels.height(),
+            ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| FitError::Failed(format!("JPEG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Insert COM segments totalling at least `extra` bytes right after the JFIF APP0 segment (which
+/// must stay first).
+fn pad_jpeg(jpeg: &[u8], extra: u64) -> Result<Vec<u8>, FitError> {
+    const SEGMENT_OVERHEAD: usize = 4; // marker + length
+    const MAX_SEGMENT: usize = SEGMENT_OVERHEAD + 65_533;
+    let app0_end = jfif_segment(jpeg)
+        .map(|(_, end)| end)
+        .ok_or_else(|| FitError::Failed("encoder output lacks a JFIF header".to_owned()))?;
+    let extra = usize::try_from(extra)
+        .map_err(|_| FitError::Failed("padding does not fit in memory".to_owned()))?;
+
+    let mut segments = Vec::with_capacity(extra + MAX_SEGMENT);
+    let mut remaining = extra.max(SEGMENT_OVERHEAD);
+    while remaining > 0 {
+        let mut seg = remaining.min(MAX_SEGMENT);
+        let rest = remaining - seg;
+        if rest > 0 && rest < SEGMENT_OVERHEAD {
+            // Leave room for a final, minimal segment.
+            seg -= SEGMENT_OVERHEAD - rest;
+        }
+        let payload = seg - SEGMENT_OVERHEAD;
+        let length = u16::try_from(payload + 2)
+            .map_err(|_| FitError::Failed("padding segment too long".to_owned()))?;
+        segments.extend_from_slice(&[0xFF, 0xFE]);
+        segments.extend_from_slice(&length.to_be_bytes());
+        let note = &PADDING_NOTE[..PADDING_NOTE.len().min(payload)];
+        segments.extend_from_slice(note);
+        segments.resize(segments.len() + payload - note.len(), b' ');
+        remaining -= seg;
+    }
+
+    let mut out = Vec::with_capacity(jpeg.len() + segments.len());
+    out.extend_from_slice(&jpeg[..app0_end]);
+    out.extend_from_slice(&segments);
+    out.extend_from_slice(&jpeg[app0_end..]);
+    Ok(out)
+}
+
+/// Locate the APP0 JFIF segment directly after SOI: (payload start, segment end).
+fn jfif_segment(jpeg: &[u8]) -> Option<(usize, usize)> {
+    if jpeg.get(..4)? != [0xFF, 0xD8, 0xFF, 0xE0] {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*jpeg.get(4)?, *jpeg.get(5)?]));
+    let end = 4 + len;
+    if len < 16 || end > jpeg.len() || jpeg.get(6..11)? != b"JFIF\0" {
+        return None;
+    }
+    Some((6, end))
+}
+
+/// Page size in PostScript points (1/72 inch) for `pixels` at `dpi`.
+fn points(pixels: u32, dpi: u16) -> String {
+    format!("{:.2}", f64::from(pixels) * 72.0 / f64::from(dpi))
+}
+
+/// A minimal single-page PDF 1.4 that shows the JPEG (DCTDecode, no re-encoding) over the whole
+/// page, at the physical size implied by the rule's pixels and DPI.
+fn wrap_pdf(jpeg: &[u8], target: &Target) -> Vec<u8> {
+    let (pw, ph) = (
+        points(target.width, target.dpi),
+        points(target.height, target.dpi),
+    );
+    let content = format!("q {pw} 0 0 {ph} 0 0 cm /Im0 Do Q");
+    let mut out = Vec::with_capacity(jpeg.len() + 1024);
+    // The binary comment line tells transfer tools the file is not text.
+    out.extend_from_slice(b"%PDF-1.4\n%\xE2\xE3\xCF\xD3\n");
+    let mut offsets = Vec::with_capacity(5);
+    let mut object = |out: &mut Vec<u8>, head: String, stream: Option<&[u8]>| {
+        offsets.push(out.len());
+        out.extend_from_slice(head.as_bytes());
+        if let Some(data) = stream {
+            out.extend_from_slice(b"\nstream\n");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\nendstream");
+        }
+        out.extend_from_slice(b"\nendobj\n");
+    };
+    object(
+        &mut out,
+        "1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        None,
+    );
+    object(
+        &mut out,
+        "2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        None,
+    );
+    object(
+        &mut out,
+        format!(
+            "3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw} {ph}] \
+             /Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>"
+        ),
+        None,
+    );
+    object(
+        &mut out,
+        format!(
+            "4 0 obj\n<< /Type /XObject /Subtype /Image /Width {} /Height {} \
+             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
+            target.width,
+            target.height,
+            jpeg.len()
+        ),
+        Some(jpeg),
+    );
+    object(
+        &mut out,
+        format!("5 0 obj\n<< /Length {} >>", content.len()),
+        Some(content.as_bytes()),
+    );
+    let xref = out.len();
+    out.extend_from_slice(b"xref\n0 6\n0000000000 65535 f \n");
+    for offset in offsets {
+        // Each xref entry is exactly 20 bytes, as the format requires.
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+    );
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// PNG
+
+fn fit_png(
+    pixels: &RgbImage,
+    kind: DocumentKind,
+    target: &Target,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<u8>, FitError> {
+    let mut png = encode_png(
+        pixels.as_raw(),
+        pixels.width(),
+        pixels.height(),
+        ExtendedColorType::Rgb8,
+        target.dpi,
+    )?;
+    if len_u64(&png) > target.max && kind == DocumentKind::Signature {
+        // Signatures are ink on paper; dropping colour costs nothing visible and a third of the
+        // data.
+        let grey = DynamicImage::ImageRgb8(pixels.clone()).into_luma8();
+        let grey_png = encode_png(
+            grey.as_raw(),
+            grey.width(),
+            grey.height(),
+            ExtendedColorType::L8,
+            target.dpi,
+        )?;
+        if len_u64(&grey_png) < len_u64(&png) {
+            png = grey_png;
+            warnings.push("the signature was saved in greyscale to fit the size limit".to_owned());
+        }
+    }
+    let size = len_u64(&png);
+    if size > target.max {
+        return Err(FitError::SizeExceeded {
+            smallest: size,
+            max: target.max,
+        });
+    }
+    if size < target.min {
+        png = pad_png(&png, target.min - size)?;
+        warnings.push(format!(
+            "the image compresses to only {size} bytes; {} bytes of metadata padding were added \
+             to reach the portal's minimum of {} bytes (the picture is unchanged)",
+            len_u64(&png) - size,
+            target.min
+        ));
+    }
+    Ok(png)
+}
+
+fn encode_png(
+    raw: &[u8],
+    width: u32,
+    height: u32,
+    colour: ExtendedColorType,
+    dpi: u16,
+) -> Result<Vec<u8>, FitError> {
+    let mut out = Vec::new();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Best, PngFilter::Adaptive)
+        .write_image(raw, width, height, colour)
+        .map_err(|e| FitError::Failed(format!("PNG encoding failed: {e}")))?;
+    // image's PNG encoder cannot write pHYs, so splice it in right after IHDR (it must precede
+    // IDAT). IHDR is always the first chunk: 8 magic + 4 length + 4 type + 13 data + 4 CRC.
+    const IHDR_END: usize = 33;
+    if out.get(12..16) != Some(b"IHDR".as_slice()) {
+        return Err(FitError::Failed("PNG encoder output lacks IHDR".to_owned()));
+    }
+    let ppm = dpi_to_ppm(dpi).to_be_bytes();
+    let mut phys = Vec::with_capacity(9);
+    phys.extend_from_slice(&ppm);
+    phys.extend_from_slice(&ppm);
+    phys.push(1); // unit: metre
+    let mut with_phys = Vec::with_capacity(out.len() + 21);
+    with_phys.extend_from_slice(&out[..IHDR_END]);
+    write_png_chunk(&mut with_phys, b"pHYs", &phys)?;
+    with_phys.extend_from_slice(&out[IHDR_END..]);
+    Ok(with_phys)
+}
+
+/// Add a `tEXt` comment of at least `extra` bytes before IEND; viewers ignore or merely show it.
+fn pad_png(png: &[u8], extra: u64) -> Result<Vec<u8>, FitError> {
+    const IEND_LEN: usize = 12;
+    const KEYWORD: &[u8] = b"Comment\0";
+    const OVERHEAD: usize = 12 + KEYWORD.len();
+    let extra = usize::try_from(extra)
+        .map_err(|_| FitError::Failed("padding does not fit in memory".to_owned()))?;
+    let body = png
+        .len()
+        .checked_sub(IEND_LEN)
+        .filter(|&at| png.get(at + 4..at + 8) == Some(b"IEND".as_slice()))
+        .ok_or_else(|| FitError::Failed("PNG encoder output lacks IEND".to_owned()))?;
+    let text_len = extra.saturating_sub(OVERHEAD);
+    let mut data = Vec::with_capacity(KEYWORD.len() + text_len);
+    data.extend_from_slice(KEYWORD);
+    let note = &PADDING_NOTE[..PADDING_NOTE.len().min(text_len)];
+    data.extend_from_slice(note);
+    data.resize(KEYWORD.len() + text_len, b' ');
+
+    let mut out = Vec::with_capacity(png.len() + extra.max(OVERHEAD));
+    out.extend_from_slice(&png[..body]);
+    write_png_chunk(&mut out, b"tEXt", &data)?;
+    out.extend_from_slice(&png[body..]);
+    Ok(out)
+}
+
+fn write_png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) -> Result<(), FitError> {
+    let len =
+        u32::try_from(data.len()).map_err(|_| FitError::Failed("PNG chunk too long".to_owned()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+    Ok(())
+}
+
+/// Pixels per metre for `dpi` (pHYs stores metres), rounded.
+fn dpi_to_ppm(dpi: u16) -> u32 {
+    (u32::from(dpi) * 10_000 + 127) / 254
+}
+
+/// DPI for a pixels-per-metre value, rounded (inverse of [`dpi_to_ppm`]).
+fn ppm_to_dpi(ppm: u32) -> u64 {
+    (u64::from(ppm) * 254 + 5_000) / 10_000
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut n = 0;
+    while n < 256 {
+        let mut c = n as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[n] = c;
+        n += 1;
+    }
+    table
+};
+
+/// The PNG chunk CRC (ISO 3309 / zlib CRC-32) over the concatenation of `parts`.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for part in parts {
+        for &b in *part {
+            c = CRC_TABLE[usize::from((c as u8) ^ b)] ^ (c >> 8);
+        }
+    }
+    !c
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+fn len_u64(bytes: &[u8]) -> u64 {
+    u64::try_from(bytes.len()).unwrap_or(u64::MAX)
+}
+
+fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(OutputFormat::Jpeg)
+    } else if bytes.starts_with(PNG_MAGIC) {
+        Some(OutputFormat::Png)
+    } else if bytes.starts_with(b"%PDF-") {
+        Some(OutputFormat::Pdf)
+    } else {
+        None
+    }
+}
+
+fn not_compliant(msg: impl Into<String>) -> FitError {
+    FitError::NotCompliant(msg.into())
+}
+
+fn verify_jpeg(jpeg: &[u8], target: &Target) -> Result<(), FitError> {
+    let (payload, _) = jfif_segment(jpeg)
+        .ok_or_else(|| not_compliant("the JPEG has no JFIF header, so it carries no DPI"))?;
+    // JFIF APP0: "JFIF\0", version (2), units (1), X density (2), Y density (2).
+    let field = |at: usize| jpeg.get(payload + at).copied().unwrap_or(0);
+    let units = field(7);
+    let x = u16::from_be_bytes([field(8), field(9)]);
+    let y = u16::from_be_bytes([field(10), field(11)]);
+    if units != 1 {
+        return Err(not_compliant(format!(
+            "the JPEG density unit is {units}, not dots per inch"
+        )));
+    }
+    if x != target.dpi || y != target.dpi {
+        return Err(not_compliant(format!(
+            "the JPEG says {x}×{y} DPI, the portal wants {}",
+            target.dpi
+        )));
+    }
+    if !jpeg.ends_with(&[0xFF, 0xD9]) {
+        return Err(not_compliant("the JPEG is truncated"));
+    }
+    check_pixels(jpeg, ImageFormat::Jpeg, target)
+}
+
+fn verify_png(png: &[u8], target: &Target) -> Result<(), FitError> {
+    let mut at = PNG_MAGIC.len();
+    let mut dpi = None;
+    let mut first = true;
+    let mut ended = false;
+    while at < png.len() {
+        let len = png
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or_else(|| not_compliant("the PNG is truncated"))?;
+        let kind = png
+            .get(at + 4..at + 8)
+            .ok_or_else(|| not_compliant("the PNG is truncated"))?;
+        let data_end = at
+            .checked_add(8 + len)
+            .filter(|&end| end + 4 <= png.len())
+            .ok_or_else(|| not_compliant("the PNG is truncated"))?;
+        let data = &png[at + 8..data_end];
+        let stored = png
+            .get(data_end..data_end + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| not_compliant("the PNG is truncated"))?;
+        if crc32(&[kind, data]) != stored {
+            return Err(not_compliant("a PNG chunk has a bad checksum"));
+        }
+        if first && kind != b"IHDR" {
+            return Err(not_compliant("the PNG does not start with IHDR"));
+        }
+        first = false;
+        match kind {
+            b"pHYs" if data.len() == 9 => {
+                let x = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                let y = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+                if data[8] != 1 || x != y {
+                    return Err(not_compliant(
+                        "the PNG pHYs chunk is not a square per-metre density",
+                    ));
+                }
+                dpi = Some(ppm_to_dpi(x));
+            }
+            b"IEND" => {
+                ended = true;
+                at = data_end + 4;
+                break;
+            }
+            _ => {}
+        }
+        at = data_end + 4;
+    }
+    if !ended || at != png.len() {
+        return Err(not_compliant("the PNG does not end with IEND"));
+    }
+    match dpi {
+        None => {
+            return Err(not_compliant(
+                "the PNG has no pHYs chunk, so it carries no DPI",
+            ));
+        }
+        Some(d) if d != u64::from(target.dpi) => {
+            return Err(not_compliant(format!(
+                "the PNG says {d} DPI, the portal wants {}",
+                target.dpi
+            )));
+        }
+        Some(_) => {}
+    }
+    check_pixels(png, ImageFormat::Png, target)
+}
+
+fn verify_pdf(pdf: &[u8], target: &Target) -> Result<(), FitError> {
+    if !trim_end(pdf).ends_with(b"%%EOF") {
+        return Err(not_compliant("the PDF has no %%EOF trailer"));
+    }
+    let media_box = format!(
+        "/MediaBox [0 0 {} {}]",
+        points(target.width, target.dpi),
+        points(target.height, target.dpi)
+    );
+    if find(pdf, media_box.as_bytes(), 0).is_none() {
+        return Err(not_compliant(
+            "the PDF page size does not match the rule's pixels and DPI",
+        ));
+    }
+    let image = find(pdf, b"/Subtype /Image", 0)
+        .ok_or_else(|| not_compliant("the PDF contains no image"))?;
+    if find(pdf, b"/Filter /DCTDecode", image).is_none() {
+        return Err(not_compliant("the PDF image is not a JPEG"));
+    }
+    let length_at = find(pdf, b"/Length ", image)
+        .ok_or_else(|| not_compliant("the PDF image stream has no length"))?
+        + b"/Length ".len();
+    let digits = pdf[length_at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let length: usize = std::str::from_utf8(&pdf[length_at..length_at + digits])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| not_compliant("the PDF image stream length is unreadable"))?;
+    let start = find(pdf, b"stream\n", length_at)
+        .ok_or_else(|| not_compliant("the PDF image stream is missing"))?
+        + b"stream\n".len();
+    let jpeg = start
+        .checked_add(length)
+        .and_then(|end| pdf.get(start..end))
+        .ok_or_else(|| not_compliant("the PDF image stream is truncated"))?;
+    if !jpeg.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(not_compliant("the PDF image stream is not a JPEG"));
+    }
+    verify_jpeg(jpeg, target)
+}
+
+/// Decode the pixel data with limits sized to the rule, and check the dimensions.
+fn check_pixels(bytes: &[u8], format: ImageFormat, target: &Target) -> Result<(), FitError> {
+    let undecodable =
+        |e: image::ImageError| not_compliant(format!("the image does not decode: {e}"));
+    // Probe with a memory limit only, so a wrong size is reported as such; then hold the decoder
+    // to the exact rule size before it allocates pixels.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_TARGET_PIXELS * 4);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(undecodable)?;
+    let (w, h) = decoder.dimensions();
+    if (w, h) != (target.width, target.height) {
+        return Err(not_compliant(format!(
+            "the image is {w}×{h} pixels, the portal wants {}×{}",
+            target.width, target.height
+        )));
+    }
+    limits.max_image_width = Some(target.width);
+    limits.max_image_height = Some(target.height);
+    decoder.set_limits(limits).map_err(undecodable)?;
+    DynamicImage::from_decoder(decoder).map_err(undecodable)?;
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+fn trim_end(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    &bytes[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use image::{GrayImage, Luma, Rgba, RgbaImage};
+    use std::sync::OnceLock;
+
+    fn rule(
+        kind: DocumentKind,
+        format: OutputFormat,
+        (width, height): (i32, i32),
+        dpi: i32,
+        (min_kb, max_kb): (i32, i32),
+    ) -> PortalRule {
+        PortalRule {
+            id: Uuid::nil(),
+            slug: "test-portal".to_owned(),
+            version: 1,
+            name: "Test portal".to_owned(),
+            kind,
+            width,
+            height,
+            dpi,
+            format,
+            min_kb,
+            max_kb,
+            filename_pattern: "{slug}_{kind}_{job_id}".to_owned(),
+            background: "any".to_owned(),
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    /// A 3000×4000 camera-like photo: smooth gradients, a face-ish ellipse, hard-edged shapes and
+    /// sensor noise (noise matters: flat images compress unrealistically well).
+    fn photo() -> &'static DynamicImage {
+        static PHOTO: OnceLock<DynamicImage> = OnceLock::new();
+        PHOTO.get_or_init(|| {
+            let (w, h) = (3000u32, 4000u32);
+            let mut rng = Rng(7);
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+                let mut c = [
+                    40.0 + 150.0 * fx,
+                    60.0 + 120.0 * fy,
+                    90.0 + 80.0 * (1.0 - fx),
+                ];
+                let (dx, dy) = ((fx - 0.5) / 0.25, (fy - 0.4) / 0.2);
+                if dx * dx + dy * dy < 1.0 {
+                    c = [220.0 - 40.0 * fy, 180.0 - 30.0 * fy, 150.0];
+                }
+                if (x / 150 + y / 150) % 7 == 0 && fy > 0.7 {
+                    c = [30.0, 30.0, 60.0];
+                }
+                let n = (rng.next() % 41) as f32 - 20.0;
+                Rgb(c.map(|v| (v + n).clamp(0.0, 255.0) as u8))
+            });
+            DynamicImage::ImageRgb8(img)
+        })
+    }
+
+    /// A 1200×400 signature: dark strokes on white paper with slight scanner noise.
+    fn signature() -> DynamicImage {
+        let (w, h) = (1200u32, 400u32);
+        let mut rng = Rng(11);
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            let wave = 200.0 + 90.0 * (fx / 70.0).sin() + 30.0 * (fx / 23.0).cos();
+            let loops = 200.0 + 120.0 * (fx / 110.0).cos();
+            let ink = (200..1000).contains(&x)
+                && ((fy - wave).abs() < 4.0 || ((fy - loops).abs() < 3.0 && x % 300 < 180));
+            let n = (rng.next() % 9) as u8;
+            if ink {
+                Rgb([20 + n, 25 + n, 70 + n])
+            } else {
+                Rgb([250 - n, 250 - n, 248 - n])
+            }
+        });
+        DynamicImage::ImageRgb8(img)
+    }
+
+    fn assert_compliant(out: &FitOutput, rule: &PortalRule) {
+        let (min, max) = rule.byte_window();
+        let size = out.bytes.len() as u64;
+        assert!(size >= min && size <= max, "{size} not in {min}..={max}");
+        assert_eq!(
+            (out.width, out.height),
+            (rule.width as u32, rule.height as u32)
+        );
+        assert_eq!(out.dpi, rule.dpi as u32);
+        assert_eq!(out.format, rule.format);
+        verify(&out.bytes, rule).unwrap();
+    }
+
+    #[test]
+    fn neet_photo_jpeg_is_compliant() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (200, 230),
+            200,
+            (10, 100),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        // The JFIF header itself says 200 DPI.
+        assert_eq!(&out.bytes[6..11], b"JFIF\0");
+        assert_eq!(out.bytes[13], 1);
+        assert_eq!(&out.bytes[14..18], &[0, 200, 0, 200]);
+    }
+
+    #[test]
+    fn ibps_signature_lands_in_window_with_padding_warning() {
+        let r = rule(
+            DocumentKind::Signature,
+            OutputFormat::Jpeg,
+            (140, 60),
+            200,
+            (10, 20),
+        );
+        let out = fit(&signature(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.bytes.len() as u64 >= 10 * 1024);
+        assert!(
+            out.warnings.iter().any(|w| w.contains("padding")),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn passport_photo_jpeg_under_max_only() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (630, 810),
+            300,
+            (0, 250),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.is_empty());
+    }
+
+    #[test]
+    fn tight_jpeg_window_uses_quality_search() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (600, 800),
+            300,
+            (20, 50),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert_compliant(&out, &r);
+    }
+
+    #[test]
+    fn png_photo_rule_has_phys_and_fits() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Png,
+            (200, 230),
+            300,
+            (5, 200),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert_compliant(&out, &r);
+        // pHYs sits right after IHDR: 11811 px/m = 300 DPI, unit metre.
+        assert_eq!(&out.bytes[37..41], b"pHYs");
+        assert_eq!(
+            u32::from_be_bytes(out.bytes[41..45].try_into().unwrap()),
+            11_811
+        );
+        assert_eq!(out.bytes[49], 1);
+    }
+
+    #[test]
+    fn png_signature_is_padded_to_min() {
+        let r = rule(
+            DocumentKind::Signature,
+            OutputFormat::Png,
+            (300, 100),
+            150,
+            (40, 60),
+        );
+        let out = fit(&signature(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.iter().any(|w| w.contains("padding")));
+    }
+
+    #[test]
+    fn png_signature_falls_back_to_greyscale() {
+        let sig = signature();
+        let pixels = resize_to_target(
+            &sig,
+            &Target::from_rule(&rule(
+                DocumentKind::Signature,
+                OutputFormat::Png,
+                (600, 200),
+                200,
+                (0, 1000),
+            ))
+            .unwrap(),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let rgb_len = encode_png(pixels.as_raw(), 600, 200, ExtendedColorType::Rgb8, 200)
+            .unwrap()
+            .len() as u64;
+        // Allow just under the RGB size, so only the greyscale version can fit.
+        let max_kb = i32::try_from((rgb_len - 1) / 1000).unwrap();
+        let r = rule(
+            DocumentKind::Signature,
+            OutputFormat::Png,
+            (600, 200),
+            200,
+            (0, max_kb),
+        );
+        let out = fit(&sig, &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.iter().any(|w| w.contains("greyscale")));
+    }
+
+    #[test]
+    fn impossible_jpeg_rule_is_size_exceeded() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (1200, 1600),
+            300,
+            (0, 1),
+        );
+        let err = fit(photo(), &r).unwrap_err();
+        assert!(
+            matches!(err, FitError::SizeExceeded { max: 1000, .. }),
+            "{err}"
+        );
+        assert_eq!(err.code(), ErrorCode::SizeExceeded);
+    }
+
+    #[test]
+    fn impossible_png_rule_is_size_exceeded() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Png,
+            (600, 800),
+            300,
+            (0, 5),
+        );
+        let err = fit(photo(), &r).unwrap_err();
+        assert!(matches!(err, FitError::SizeExceeded { .. }), "{err}");
+    }
+
+    #[test]
+    fn pdf_document_is_compliant() {
+        let r = rule(
+            DocumentKind::Document,
+            OutputFormat::Pdf,
+            (1240, 1754),
+            150,
+            (50, 400),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.bytes.starts_with(b"%PDF-1.4"));
+        // Page is 1240/150 × 72 points wide.
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(text.contains("/MediaBox [0 0 595.20 841.92]"));
+        // Every xref offset points at its object.
+        let xref = text.rfind("xref\n").unwrap();
+        for (i, line) in text[xref..].lines().skip(3).take(5).enumerate() {
+            let offset: usize = line[..10].parse().unwrap();
+            assert!(
+                text[offset..].starts_with(&format!("{} 0 obj", i + 1)),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_pdf_is_padded_to_min() {
+        let r = rule(
+            DocumentKind::Document,
+            OutputFormat::Pdf,
+            (100, 100),
+            100,
+            (200, 300),
+        );
+        let out = fit(&signature(), &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.iter().any(|w| w.contains("padding")));
+    }
+
+    #[test]
+    fn small_input_is_enlarged_with_warning() {
+        let small = DynamicImage::ImageRgb8(RgbImage::from_fn(50, 60, |x, y| {
+            Rgb([(x * 5) as u8, (y * 4) as u8, 90])
+        }));
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (200, 230),
+            200,
+            (0, 100),
+        );
+        let out = fit(&small, &r).unwrap();
+        assert_compliant(&out, &r);
+        assert!(out.warnings.iter().any(|w| w.contains("enlarged")));
+    }
+
+    #[test]
+    fn non_rgb_inputs_are_accepted_and_alpha_becomes_white() {
+        let clear = DynamicImage::ImageRgba8(RgbaImage::from_pixel(400, 400, Rgba([0, 0, 0, 0])));
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Png,
+            (100, 100),
+            100,
+            (0, 50),
+        );
+        let out = fit(&clear, &r).unwrap();
+        let back = image::load_from_memory(&out.bytes).unwrap().into_rgb8();
+        assert!(back.pixels().all(|p| *p == Rgb([255; 3])));
+
+        let grey = DynamicImage::ImageLuma8(GrayImage::from_pixel(300, 300, Luma([40])));
+        assert_compliant(&fit(&grey, &r).unwrap(), &r);
+    }
+
+    #[test]
+    fn centre_crop_keeps_aspect_and_centres() {
+        assert_eq!(centre_crop(3000, 4000, 200, 230), (0, 275, 3000, 3450));
+        assert_eq!(centre_crop(1200, 400, 140, 60), (133, 0, 933, 400));
+        assert_eq!(centre_crop(100, 100, 100, 100), (0, 0, 100, 100));
+        assert_eq!(centre_crop(1, 5000, 5000, 1), (0, 2499, 1, 1));
+    }
+
+    #[test]
+    fn verify_rejects_wrong_dpi_size_format_and_window() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (200, 230),
+            200,
+            (10, 100),
+        );
+        let out = fit(photo(), &r).unwrap();
+        let wrong_dpi = PortalRule {
+            dpi: 300,
+            ..r.clone()
+        };
+        assert!(matches!(
+            verify(&out.bytes, &wrong_dpi),
+            Err(FitError::NotCompliant(_))
+        ));
+        let wrong_size = PortalRule {
+            width: 201,
+            ..r.clone()
+        };
+        assert!(matches!(
+            verify(&out.bytes, &wrong_size),
+            Err(FitError::NotCompliant(_))
+        ));
+        let wrong_format = PortalRule {
+            format: OutputFormat::Png,
+            ..r.clone()
+        };
+        assert!(matches!(
+            verify(&out.bytes, &wrong_format),
+            Err(FitError::NotCompliant(_))
+        ));
+        let wrong_window = PortalRule {
+            max_kb: 1,
+            min_kb: 0,
+            ..r.clone()
+        };
+        assert!(matches!(
+            verify(&out.bytes, &wrong_window),
+            Err(FitError::NotCompliant(_))
+        ));
+        // Truncation is caught.
+        let cut = &out.bytes[..out.bytes.len() - 100];
+        assert!(verify(cut, &r).is_err());
+        // A JPEG without a DPI (aspect-ratio-only JFIF) is rejected.
+        let mut no_dpi = out.bytes.clone();
+        no_dpi[13] = 0;
+        assert!(matches!(
+            verify(&no_dpi, &r),
+            Err(FitError::NotCompliant(_))
+        ));
+        assert!(verify(b"", &r).is_err());
+        assert!(
+            verify(
+                b"%PDF-",
+                &PortalRule {
+                    format: OutputFormat::Pdf,
+                    min_kb: 0,
+                    ..r.clone()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn verify_rejects_png_without_phys_or_with_bad_crc() {
+        let r = rule(
+            DocumentKind::Photo,
+            OutputFormat::Png,
+            (64, 64),
+            300,
+            (0, 100),
+        );
+        let out = fit(photo(), &r).unwrap();
+        // Remove pHYs (21 bytes after IHDR).
+        let mut no_phys = out.bytes[..33].to_vec();
+        no_phys.extend_from_slice(&out.bytes[54..]);
+        assert!(
+            verify(&no_phys, &r)
+                .unwrap_err()
+                .to_string()
+                .contains("pHYs")
+        );
+        let mut bad_crc = out.bytes.clone();
+        bad_crc[45] ^= 1;
+        assert!(
+            verify(&bad_crc, &r)
+                .unwrap_err()
+                .to_string()
+                .contains("checksum")
+        );
+    }
+
+    #[test]
+    fn invalid_rules_fail_cleanly() {
+        let base = rule(
+            DocumentKind::Photo,
+            OutputFormat::Jpeg,
+            (200, 230),
+            200,
+            (10, 100),
+        );
+        for bad in [
+            PortalRule {
+                width: 0,
+                ..base.clone()
+            },
+            PortalRule {
+                height: -5,
+                ..base.clone()
+            },
+            PortalRule {
+                width: 70_000,
+                ..base.clone()
+            },
+            PortalRule {
+                dpi: 0,
+                ..base.clone()
+            },
+            PortalRule {
+                dpi: 70_000,
+                ..base.clone()
+            },
+            PortalRule {
+                min_kb: 200,
+                ..base.clone()
+            },
+            PortalRule {
+                max_kb: 0,
+                ..base.clone()
+            },
+        ] {
+            let err = fit(photo(), &bad).unwrap_err();
+            assert!(matches!(err, FitError::Failed(_)), "{err}");
+            assert_eq!(err.code(), ErrorCode::SchemaFailed);
+        }
+    }
+
+    #[test]
+    fn jpeg_padding_handles_large_and_tiny_amounts() {
+        let jpeg = encode_jpeg(&RgbImage::new(8, 8), 90, 72).unwrap();
+        for extra in [1u64, 3, 4, 5, 65_537, 65_538, 65_540, 200_000] {
+            let padded = pad_jpeg(&jpeg, extra).unwrap();
+            let grown = (padded.len() - jpeg.len()) as u64;
+            assert!(
+                grown >= extra && grown <= extra.max(4) + 3,
+                "{extra} -> {grown}"
+            );
+            let img = image::load_from_memory(&padded).unwrap();
+            assert_eq!(img.width(), 8);
+        }
+    }
+
+    #[test]
+    fn filenames_are_expanded_and_sanitised() {
+        let job = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        let mut r = rule(
+            DocumentKind::Signature,
+            OutputFormat::Jpeg,
+            (140, 60),
+            200,
+            (10, 20),
+        );
+        assert_eq!(
+            output_filename(&r, job),
+            "test-portal_signature_01234567-89ab-cdef-0123-456789abcdef.jpg"
+        );
+        r.filename_pattern = "../{slug}/{kind} ✓.JPEG".to_owned();
+        assert_eq!(output_filename(&r, job), "_test-portal_signature__.JPEG");
+        r.filename_pattern = "{unknown}-{slug}".to_owned();
+        r.slug = "{kind}".to_owned();
+        assert_eq!(output_filename(&r, job), "_unknown_-_kind_.jpg");
+        r.filename_pattern = "x".repeat(500) + ".jpg";
+        let long = output_filename(&r, job);
+        assert_eq!(long.len(), 128);
+        assert!(long.ends_with("x.jpg"));
+        r.filename_pattern = "...".to_owned();
+        r.format = OutputFormat::Pdf;
+        assert_eq!(output_filename(&r, job), format!("{job}.pdf"));
+        r.filename_pattern = ".png".to_owned();
+        r.format = OutputFormat::Png;
+        assert_eq!(output_filename(&r, job), "png.png");
+    }
+
+    #[test]
+    fn dpi_round_trips_through_ppm() {
+        for dpi in [1u16, 72, 96, 100, 150, 200, 240, 300, 600, 1200, 65_535] {
+            assert_eq!(ppm_to_dpi(dpi_to_ppm(dpi)), u64::from(dpi));
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The worker runtime: registration, heartbeat, orphan reaping, LISTEN/NOTIFY wake-ups and the
+//! claim loops ("slots"), one per unit of concurrency.
+//!
+//! Each slot claims one task at a time, so a process never holds more tasks than it can run
+//! (no prefetch beyond concurrency). Every loop survives database errors: it logs, waits and
+//! tries again, so a database restart heals without restarting the worker.
+
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis_core::worker::context::WorkerContext;
+use rythmiq_shared::config::WorkerSettings;
+use rythmiq_shared::db::TASK_INSERT_CHANNEL;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::JobError;
+use crate::pipeline::Pipeline;
+use store::Started;
+
+/// A worker process's shared state.
+#[derive(Clone)]
+pub struct Worker {
+    pub pool: PgPool,
+    pub pipeline: Pipeline,
+    pub settings: WorkerSettings,
+    pub name: String,
+    wake: Arc<Notify>,
+}
+
+/// A unique name: host, process id and a random suffix (several processes may share a pid
+/// namespace or a host name in containers).
+pub fn unique_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "worker".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+impl Worker {
+    pub fn new(pool: PgPool, pipeline: Pipeline, settings: WorkerSettings) -> Self {
+        Self {
+            pool,
+            pipeline,
+            settings,
+            name: unique_name(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Runs until `shutdown` fires, then stops claiming, lets in-flight jobs finish within the
+    /// shutdown timeout and hands back whatever is still running.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), JobError> {
+        // Retry registration: a worker started before its database is up waits for it.
+        let mut delay = Duration::from_millis(200);
+        while let Err(e) = store::register(&self.pool, &self.name).await {
+            tracing::warn!(error = %e, "cannot register worker yet; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        tracing::info!(worker = %self.name, concurrency = self.settings.concurrency, "worker started");
+
+        let background = CancellationToken::new();
+        let heartbeat = tokio::spawn(self.clone().heartbeat_loop(background.clone()));
+        let listener = tokio::spawn(self.clone().listen_loop(background.clone()));
+        let mut slots = tokio::task::JoinSet::new();
+        for slot in 0..self.settings.concurrency {
+            slots.spawn(self.clone().slot_loop(slot, shutdown.clone()));
+        }
+        while let Some(res) = slots.join_next().await {
+            if let Err(e) = res {
+                tracing::error!(error = %e, "a worker slot ended abnormally");
+            }
+        }
+        // Heartbeats go on until every slot has finished or released its job.
+        background.cancel();
+        let _ = heartbeat.await;
+        let _ = listener.await;
+        tracing::info!(worker = %self.name, "worker stopped");
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.heartbeat);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = store::heartbeat(&self.pool, &self.name).await {
+                tracing::warn!(error = %e, "heartbeat failed; will retry");
+                continue;
+            }
+            let s = &self.settings;
+            match store::reap_orphans(&self.pool, s.orphan_timeout, s.retry_base, s.retry_max).await
+            {
+                Ok(n) if n > 0 => self.wake.notify_waiters(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "orphan reaping failed; will retry"),
+            }
+        }
+    }
+
+    /// Wakes idle slots as soon as apalis-postgres' insert trigger announces a task.
+    async fn listen_loop(self, stop: CancellationToken) {
+        loop {
+            let mut listener = match PgListener::connect_with(&self.pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot LISTEN yet; relying on polling");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    }
+                }
+            };
+            if let Err(e) = listener.listen(TASK_INSERT_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    msg = listener.recv() => match msg {
+                        Ok(_) => self.wake.notify_waiters(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "notification stream broke; reconnecting");
+                            self.wake.notify_waiters();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn slot_loop(self, slot: usize, shutdown: CancellationToken) {
+        let ctx = WorkerContext::new(&self.name);
+        let mut error_delay = Duration::from_millis(200);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            // Registered before claiming so a notification during the claim is not missed.
+            let woken = self.wake.notified();
+            match store::claim(&self.pool, &ctx).await {
+                Ok(Some(started)) => {
+                    error_delay = Duration::from_millis(200);
+                    self.run_job(started, &shutdown).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = woken => {}
+                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(slot, error = %e, "claim failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(error_delay) => {}
+                    }
+                    error_delay = (error_delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Runs one started job to an outcome the database records, or hands it back when a
+    /// shutdown outlasts the grace period.
+    async fn run_job(&self, started: Started, shutdown: &CancellationToken) {
+        let job_id = started.input.job_id;
+        let span = tracing::info_span!("job", %job_id, correlation_id = %started.correlation_id,
+                                       attempt = started.attempt);
+        let _enter = span.enter();
+        tracing::info!(portal = %started.input.rule.slug, "job started");
+
+        let work =
+            tokio::time::timeout(self.settings.job_timeout, self.pipeline.run(&started.input));
+        let grace = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(self.settings.shutdown_timeout).await;
+        };
+        let result = tokio::select! {
+            r = work => r.unwrap_or(Err(JobError::Timeout)),
+            () = grace => {
+                tracing::warn!("shutdown grace period over; handing the job back");
+                self.retry_db("release", || store::release(&self.pool, &self.name, &started)).await;
+                return;
+            }
+        };
+
+        match result {
+            Ok(out) => {
+                let ok = self
+                    .retry_db("complete", || {
+                        store::complete(&self.pool, &self.name, &started, &out)
+                    })
+                    .await;
+                if ok == Some(false) {
+                    tracing::warn!("job was taken back while running; its result is dropped");
+                } else {
+                    tracing::info!(bytes = out.bytes, "job completed");
+                }
+            }
+            Err(err) => {
+                let code = err.code();
+                let message = err.to_string();
+                let backoff = self.settings.backoff(started.attempt);
+                let state = self
+                    .retry_db("fail", || {
+                        store::fail(&self.pool, &self.name, &started, code, &message, backoff)
+                    })
+                    .await
+                    .flatten();
+                tracing::warn!(error_code = %code, state, "job attempt failed");
+            }
+        }
+    }
+
+    /// Recording an outcome must not be lost to a database blip: retry until it lands or the
+    /// process is going away (then the orphan reaper of another worker takes over).
+    async fn retry_db<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..60 {
+            match op().await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "recording the job outcome failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        None
+    }
+}

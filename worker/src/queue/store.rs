@@ -1,0 +1,379 @@
+//! The SQL behind the worker fleet, next to the code that runs it.
+//!
+//! Claiming goes through apalis-postgres (`apalis.get_jobs`: `FOR UPDATE SKIP LOCKED`). What
+//! apalis-postgres 1.0 leaves open is closed here with SQL of our own, against its tables:
+//! attempts are counted when an attempt *starts* (so a crash consumes one), retries are delayed
+//! by moving `run_at` (backoff persisted in the database), orphans of dead workers are re-queued
+//! or failed for good once their attempts are spent, and every queue transition updates the
+//! `jobs` row in the same transaction so the two never disagree.
+
+use std::time::Duration;
+
+use apalis_core::worker::context::WorkerContext;
+use rythmiq_shared::db::QUEUE;
+use rythmiq_shared::domain::{ErrorCode, JobTask};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::error::JobError;
+use crate::pipeline::{JobInput, JobOutput};
+
+/// A task this worker claimed and started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub task_id: String,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub correlation_id: String,
+    pub input: JobInput,
+}
+
+const REGISTER: &str =
+    "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
+     VALUES ($1, $2, 'rythmiq-worker', '', now())
+     ON CONFLICT (id) DO UPDATE SET last_seen = now()";
+
+/// Registers (or re-registers) this worker so its heartbeat can be watched.
+pub async fn register(pool: &PgPool, worker: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(REGISTER)
+        .bind(worker)
+        .bind(QUEUE)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Records a heartbeat; re-registers if the row has gone (a wiped or restored database).
+pub async fn heartbeat(pool: &PgPool, worker: &str) -> Result<(), sqlx::Error> {
+    let done = sqlx::query("UPDATE apalis.workers SET last_seen = now() WHERE id = $1")
+        .bind(worker)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        register(pool, worker).await?;
+    }
+    Ok(())
+}
+
+/// Claims at most one ready task through apalis-postgres and starts it: the attempt is counted
+/// and the job moves to `processing`, in one transaction.
+pub async fn claim(pool: &PgPool, worker: &WorkerContext) -> Result<Option<Started>, JobError> {
+    let config = apalis_postgres::Config::default()
+        .queue(QUEUE)
+        .batch_size(1);
+    let mut conn = pool.acquire().await?;
+    let tasks = apalis_postgres::queries::fetch_next(&mut *conn, &config, worker)
+        .await
+        .map_err(|e| JobError::Internal(format!("claim: {e}")))?;
+    drop(conn);
+    let Some(task) = tasks.into_iter().next() else {
+        return Ok(None);
+    };
+    let task_id = task
+        .task_id()
+        .map(ToString::to_string)
+        .ok_or_else(|| JobError::Internal("claimed task has no id".into()))?;
+    let payload: Option<JobTask> = serde_json::from_slice(&task.args).ok();
+    start(pool, worker.name(), &task_id, payload).await
+}
+
+async fn start(
+    pool: &PgPool,
+    worker: &str,
+    task_id: &str,
+    payload: Option<JobTask>,
+) -> Result<Option<Started>, JobError> {
+    let mut tx = pool.begin().await?;
+    let counted: Option<(i32, i32)> = sqlx::query_as(
+        "UPDATE apalis.jobs SET status = 'Running', attempts = attempts + 1, lock_at = now()
+         WHERE id = $1 AND lock_by = $2 AND status = 'Queued'
+         RETURNING attempts, max_attempts",
+    )
+    .bind(task_id)
+    .bind(worker)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((attempt, max_attempts)) = counted else {
+        // Another worker's reaper took it back in between; nothing of ours to do.
+        return Ok(None);
+    };
+
+    let row: Option<(Uuid, Uuid, Uuid, String, String)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'processing', attempts = $2, worker_id = $3, updated_at = now(),
+                started_at = COALESCE(started_at, now())
+         WHERE task_id = $1 AND state IN ('pending', 'processing')
+         RETURNING id, user_id, portal_schema_id, input_key, correlation_id",
+    )
+    .bind(task_id)
+    .bind(attempt)
+    .bind(worker)
+    .fetch_optional(&mut *tx)
+    .await?;
+
+    let Some((job_id, user_id, portal_id, input_key, correlation_id)) = row else {
+        // No live job behind the task (deleted, or already final): close the task.
+        sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now() WHERE id = $1")
+            .bind(task_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(None);
+    };
+    if let Some(p) = payload.as_ref().filter(|p| p.job_id != job_id) {
+        tracing::warn!(task_id, payload_job = %p.job_id, %job_id, "task payload names another job");
+    }
+    let rule = rythmiq_shared::db::portal_by_id(&mut *tx, portal_id).await?;
+    tx.commit().await?;
+    Ok(Some(Started {
+        task_id: task_id.to_owned(),
+        attempt,
+        max_attempts,
+        correlation_id,
+        input: JobInput {
+            job_id,
+            user_id,
+            input_key,
+            rule,
+        },
+    }))
+}
+
+/// Marks the task done and the job completed, with its output, in one transaction.
+/// Returns false when the task is no longer ours (it was re-queued while we ran).
+pub async fn complete(
+    pool: &PgPool,
+    worker: &str,
+    started: &Started,
+    out: &JobOutput,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !release_lock(&mut tx, worker, &started.task_id, "Done", None).await? {
+        return Ok(false);
+    }
+    let job = started.input.job_id;
+    sqlx::query(
+        "UPDATE jobs SET state = 'completed', output_key = $2, output_bytes = $3,
+                output_width = $4, output_height = $5, output_dpi = $6, output_format = $7,
+                output_filename = $8, warnings = $9, error_code = NULL, error_message = NULL,
+                finished_at = now(), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(job)
+    .bind(&out.output_key)
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(i32::try_from(out.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.height).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.dpi).unwrap_or(i32::MAX))
+    .bind(out.format.extension())
+    .bind(&out.filename)
+    .bind(serde_json::json!(out.warnings))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO documents (user_id, job_id, portal_schema_id, output_key, filename,
+                                content_type, bytes)
+         SELECT user_id, id, portal_schema_id, $2, $3, $4, $5 FROM jobs WHERE id = $1
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(job)
+    .bind(&out.output_key)
+    .bind(&out.filename)
+    .bind(out.format.content_type())
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Records a failed attempt: retried after a persisted backoff when the code is retryable and
+/// attempts remain, failed for good otherwise. Returns the job's new state, or None when the
+/// task is no longer ours.
+pub async fn fail(
+    pool: &PgPool,
+    worker: &str,
+    started: &Started,
+    code: ErrorCode,
+    message: &str,
+    backoff: Duration,
+) -> Result<Option<&'static str>, sqlx::Error> {
+    let retry = code.retryable() && started.attempt < started.max_attempts;
+    let mut tx = pool.begin().await?;
+    let (status, delay) = if retry {
+        ("Failed", Some(backoff))
+    } else {
+        ("Killed", None)
+    };
+    if !release_lock(&mut tx, worker, &started.task_id, status, delay).await? {
+        return Ok(None);
+    }
+    let state = if retry { "pending" } else { "failed" };
+    sqlx::query(
+        "UPDATE jobs SET state = $2, error_code = $3, error_message = $4, updated_at = now(),
+                finished_at = CASE WHEN $2 = 'failed' THEN now() END
+         WHERE id = $1",
+    )
+    .bind(started.input.job_id)
+    .bind(state)
+    .bind(code.as_str())
+    .bind(message)
+    .execute(&mut *tx)
+    .await?;
+    record_error(&mut tx, started, worker, code, message).await?;
+    tx.commit().await?;
+    Ok(Some(state))
+}
+
+/// Hands an unfinished task back (graceful shutdown): the attempt is not charged.
+pub async fn release(pool: &PgPool, worker: &str, started: &Started) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let released = sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = GREATEST(attempts - 1, 0),
+                lock_by = NULL, lock_at = NULL, run_at = now()
+         WHERE id = $1 AND lock_by = $2 AND status = 'Running'",
+    )
+    .bind(&started.task_id)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await?;
+    if released.rows_affected() == 1 {
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = GREATEST(attempts - 1, 0),
+                    updated_at = now()
+             WHERE id = $1 AND state = 'processing'",
+        )
+        .bind(started.input.job_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// Moves our running task to `status`; `delay` re-queues it (unlocked) for later.
+async fn release_lock(
+    tx: &mut Transaction<'_, Postgres>,
+    worker: &str,
+    task_id: &str,
+    status: &str,
+    delay: Option<Duration>,
+) -> Result<bool, sqlx::Error> {
+    let done = match delay {
+        Some(delay) => {
+            sqlx::query(
+                "UPDATE apalis.jobs SET status = $3, lock_by = NULL, lock_at = NULL,
+                        run_at = now() + make_interval(secs => $4)
+                 WHERE id = $1 AND lock_by = $2 AND status = 'Running'",
+            )
+            .bind(task_id)
+            .bind(worker)
+            .bind(status)
+            .bind(delay.as_secs_f64())
+            .execute(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE apalis.jobs SET status = $3, done_at = now()
+                 WHERE id = $1 AND lock_by = $2 AND status = 'Running'",
+            )
+            .bind(task_id)
+            .bind(worker)
+            .bind(status)
+            .execute(&mut **tx)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+async fn record_error(
+    tx: &mut Transaction<'_, Postgres>,
+    started: &Started,
+    worker: &str,
+    code: ErrorCode,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO error_events (job_id, error_code, error_stage, retryable, attempt,
+                                   correlation_id, message, worker_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(started.input.job_id)
+    .bind(code.as_str())
+    .bind(code.stage())
+    .bind(code.retryable())
+    .bind(started.attempt)
+    .bind(&started.correlation_id)
+    .bind(message)
+    .bind(worker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes back the tasks of workers silent for longer than `orphan_timeout`. A task that was
+/// running has used an attempt: it is retried after backoff while attempts remain, and fails for
+/// good as `WORKER_LOST` when they are spent (a poison job that kills every worker stops here).
+/// A task that was claimed but not started is simply re-queued. Safe to run from every worker.
+pub async fn reap_orphans(
+    pool: &PgPool,
+    orphan_timeout: Duration,
+    retry_base: Duration,
+    retry_max: Duration,
+) -> Result<u64, sqlx::Error> {
+    let reaped: Vec<(Uuid, String)> = sqlx::query_as(
+        "WITH stale AS (
+             SELECT j.id, j.status, j.attempts, j.max_attempts
+             FROM apalis.jobs j JOIN apalis.workers w ON w.id = j.lock_by
+             WHERE j.job_type = $1 AND j.status IN ('Queued', 'Running')
+               AND w.last_seen < now() - make_interval(secs => $2)
+             FOR UPDATE OF j SKIP LOCKED
+         ), moved AS (
+             UPDATE apalis.jobs a SET
+                 status = CASE WHEN s.status = 'Running' AND s.attempts >= s.max_attempts
+                               THEN 'Killed' ELSE 'Pending' END,
+                 done_at = CASE WHEN s.status = 'Running' AND s.attempts >= s.max_attempts
+                                THEN now() END,
+                 run_at = CASE WHEN s.status = 'Running'
+                               THEN now() + make_interval(secs => LEAST(
+                                    $3 * power(2, GREATEST(s.attempts - 1, 0)), $4))
+                               ELSE now() END,
+                 lock_by = NULL, lock_at = NULL,
+                 last_result = '{\"Err\": \"worker lost\"}'::jsonb
+             FROM stale s WHERE a.id = s.id
+             RETURNING a.id, a.status, s.status AS was
+         ), updated AS (
+             UPDATE jobs SET
+                 state = CASE WHEN m.status = 'Killed' THEN 'failed' ELSE 'pending' END,
+                 error_code = CASE WHEN m.was = 'Running' THEN 'WORKER_LOST' ELSE error_code END,
+                 error_message = CASE
+                     WHEN m.status = 'Killed' THEN 'the worker running this job stopped '
+                          || 'responding on every attempt; giving up after '
+                          || jobs.attempts || ' attempts'
+                     WHEN m.was = 'Running' THEN 'the worker running this job stopped responding; retrying'
+                     ELSE error_message END,
+                 finished_at = CASE WHEN m.status = 'Killed' THEN now() END,
+                 updated_at = now()
+             FROM moved m WHERE jobs.task_id = m.id
+             RETURNING jobs.id, jobs.state, jobs.attempts, jobs.correlation_id, jobs.worker_id,
+                       m.was
+         ), events AS (
+             INSERT INTO error_events (job_id, error_code, error_stage, retryable, attempt,
+                                       correlation_id, message, worker_id)
+             SELECT id, 'WORKER_LOST', 'worker', state <> 'failed', attempts, correlation_id,
+                    'worker stopped responding', worker_id
+             FROM updated WHERE was = 'Running'
+         )
+         SELECT id, state FROM updated",
+    )
+    .bind(QUEUE)
+    .bind(orphan_timeout.as_secs_f64())
+    .bind(retry_base.as_secs_f64())
+    .bind(retry_max.as_secs_f64())
+    .fetch_all(pool)
+    .await?;
+    for (job, state) in &reaped {
+        tracing::warn!(job_id = %job, state, "took back a job from a worker that stopped responding");
+    }
+    Ok(reaped.len() as u64)
+}
