@@ -36,7 +36,8 @@ impl JobEvents {
 }
 
 async fn listen(pool: PgPool, tx: broadcast::Sender<JobEvent>) {
-    loop {
+    // Ends with its pool: a closed pool means the process is shutting down.
+    while !pool.is_closed() {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(e) => {

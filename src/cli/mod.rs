@@ -73,10 +73,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// dir (generated on first use when `create` is set). `dev` and `token` share this rule, so a
 /// token minted by one is accepted by the other.
 pub fn jwt_secret(data_dir: &Path, create: bool) -> anyhow::Result<String> {
-    if let Ok(s) = std::env::var("RYTHMIQ_JWT_SECRET") {
-        if !s.trim().is_empty() {
-            return Ok(s);
-        }
+    if let Ok(s) = std::env::var("RYTHMIQ_JWT_SECRET")
+        && !s.trim().is_empty()
+    {
+        return Ok(s);
     }
     let file = data_dir.join("jwt-secret");
     match std::fs::read_to_string(&file) {

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 async fn pool() -> anyhow::Result<sqlx::PgPool> {
     let url = config::required("DATABASE_URL")?;
-    Ok(db::connect(&url, config::pool_size()?)
+    db::connect(&url, config::pool_size()?)
         .await
-        .context("connecting to DATABASE_URL")?)
+        .context("connecting to DATABASE_URL")
 }
 
 /// Cancels the returned token on Ctrl-C or SIGTERM.

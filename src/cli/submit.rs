@@ -40,7 +40,7 @@ pub struct SubmitArgs {
 }
 
 /// The user `submit` acts as when neither a token nor `--user` is given.
-const DEV_USER: Uuid = Uuid::from_u128(0x6f1c_2a3e_8b4d_4c5e_9f60_7a8b9c0d1e2f);
+const DEV_USER: Uuid = Uuid::from_u128(0x6f1c_2a3e_8b4d_4c5e_9f60_7a8b_9c0d_1e2f);
 
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.token {

@@ -300,10 +300,10 @@ pub async fn create(
             Err(ApiError::IdempotencyKeyReused)
         }
     };
-    if let Some(k) = &key {
-        if let Some(row) = load_by_idempotency_key(&state, user, k).await? {
-            return replay(row);
-        }
+    if let Some(k) = &key
+        && let Some(row) = load_by_idempotency_key(&state, user, k).await?
+    {
+        return replay(row);
     }
 
     let job_id = Uuid::new_v4();

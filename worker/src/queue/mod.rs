@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::JobError;
 use crate::pipeline::Pipeline;
@@ -181,10 +182,15 @@ impl Worker {
     /// Runs one started job to an outcome the database records, or hands it back when a
     /// shutdown outlasts the grace period.
     async fn run_job(&self, started: Started, shutdown: &CancellationToken) {
-        let job_id = started.input.job_id;
-        let span = tracing::info_span!("job", %job_id, correlation_id = %started.correlation_id,
+        let span = tracing::info_span!("job", job_id = %started.input.job_id,
+                                       correlation_id = %started.correlation_id,
                                        attempt = started.attempt);
-        let _enter = span.enter();
+        self.run_job_in_span(started, shutdown)
+            .instrument(span)
+            .await;
+    }
+
+    async fn run_job_in_span(&self, started: Started, shutdown: &CancellationToken) {
         tracing::info!(portal = %started.input.rule.slug, "job started");
 
         let work =
