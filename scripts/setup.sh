@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
-# - PostgreSQL server binaries (Debian's `postgresql` package) when none are found.
+# - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, and
+#   libheif for HEIC decoding;
+# - with --test, the tools only the tests use.
 set -euo pipefail
 
 have_postgres() {
@@ -15,10 +17,22 @@ as_root() {
   fi
 }
 
-if ! have_postgres; then
-  echo "setup: installing PostgreSQL server binaries (apt-get install postgresql)" >&2
+# Debian packages: the Postgres server, and libheif (HEIC decoding) with pkg-config to find it.
+missing=()
+have_postgres || missing+=(postgresql)
+pkg-config --exists libheif 2>/dev/null || missing+=(libheif-dev pkg-config)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (apt-get)" >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# Test-only tools: promtool (Debian's `prometheus` package) lints the /metrics output.
+if [ "${1:-}" = "--test" ] && ! command -v promtool >/dev/null 2>&1; then
+  echo "setup: installing promtool (apt-get install prometheus)" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

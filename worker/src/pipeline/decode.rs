@@ -1,16 +1,40 @@
-//! Decode stage: turn untrusted upload bytes into an 8-bit RGB image, safely.
+//! Decode stage: turn untrusted upload bytes into an 8-bit sRGB image, safely.
 //!
 //! The format is sniffed from the content (never from a file name), the header is probed and the
 //! dimensions are checked before any pixel buffer is allocated, `image::Limits` are always set,
-//! EXIF orientation is applied and alpha is flattened onto white, so every later stage sees an
-//! upright `Rgb8` image.
+//! and the whole decode runs on its own thread under a wall-clock deadline. Every later stage
+//! sees an upright `Rgb8` image in sRGB:
+//!
+//! - EXIF orientation is applied (JPEG, PNG, WebP, TIFF); HEIF's own `irot`/`imir`/`clap`
+//!   transformations are applied by libheif instead (the HEIF spec makes them authoritative, so
+//!   an EXIF orientation inside a HEIC file is ignored, as Apple's own readers do);
+//! - an embedded ICC profile (RGB or CMYK) is converted to sRGB with `moxcms`, the pure-Rust
+//!   colour management engine the `image` crate itself uses;
+//! - CMYK and YCCK JPEGs are decoded to raw ink values (undoing Adobe's APP14 inversion) and
+//!   converted through their ICC profile, or with the naive `(1 − C)(1 − K)` formula when they
+//!   carry none;
+//! - transparency is composited onto white, because portals expect a white background.
 
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::Duration;
 
+use bytes::Bytes;
 use image::error::{LimitErrorKind, UnsupportedErrorKind};
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, Rgb, RgbImage};
+use image::metadata::Orientation;
+use image::{
+    DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, Rgb, RgbImage,
+};
 use rythmiq_shared::domain::ErrorCode;
+
+/// Formats named in user-facing messages.
+#[cfg(feature = "heic")]
+const ACCEPTED: &str = "JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC";
+#[cfg(not(feature = "heic"))]
+const ACCEPTED: &str = "JPEG, PNG, WebP, TIFF, BMP or GIF";
 
 /// Upper bounds applied to every decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +49,13 @@ pub struct DecodeLimits {
     pub max_pixels: u64,
     /// Most memory the decoder may allocate, in bytes.
     pub max_alloc_bytes: u64,
+    /// Longest a decode may take (wall clock) before it fails with [`DecodeError::Timeout`].
+    pub max_decode_time: Duration,
 }
 
 impl Default for DecodeLimits {
-    /// 20 MiB input, 12,000 × 12,000 pixels, 50 megapixels (as imgproxy), 512 MiB of memory.
+    /// 20 MiB input, 12,000 × 12,000 pixels, 50 megapixels (as imgproxy), 512 MiB of memory,
+    /// 10 seconds (a 50 MP progressive JPEG decodes in about 1 s on one core).
     fn default() -> Self {
         DecodeLimits {
             max_input_bytes: 20 * 1024 * 1024,
@@ -36,6 +63,7 @@ impl Default for DecodeLimits {
             max_height: 12_000,
             max_pixels: 50_000_000,
             max_alloc_bytes: 512 * 1024 * 1024,
+            max_decode_time: Duration::from_secs(10),
         }
     }
 }
@@ -55,14 +83,10 @@ pub enum DecodeError {
         max: u64,
     },
     /// The content is not any image format we recognise.
-    #[error(
-        "the uploaded file is not a recognised image (expected JPEG, PNG, WebP, TIFF, BMP or GIF)"
-    )]
+    #[error("the uploaded file is not a recognised image (expected {ACCEPTED})")]
     UnknownFormat,
     /// The content is a recognised image format that this build cannot read (e.g. AVIF).
-    #[error(
-        "the image format {format} is not supported (expected JPEG, PNG, WebP, TIFF, BMP or GIF)"
-    )]
+    #[error("the image format {format} is not supported (expected {ACCEPTED})")]
     UnsupportedFormat {
         /// Name of the recognised format.
         format: String,
@@ -90,9 +114,19 @@ pub enum DecodeError {
         /// The memory limit.
         max: u64,
     },
+    /// The decode ran past `max_decode_time`.
+    #[error("decoding the image took longer than the limit of {} s", .limit.as_secs_f64())]
+    Timeout {
+        /// The time limit.
+        limit: Duration,
+    },
     /// The file is damaged, truncated or uses a feature the decoder cannot handle.
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
+    /// A fault of ours, not of the upload (no thread could be started, or too many earlier
+    /// decodes are still running after their deadline); worth retrying later.
+    #[error("the decoder is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl DecodeError {
@@ -112,42 +146,195 @@ impl DecodeError {
     pub fn code(&self) -> ErrorCode {
         if self.is_payload_invalid() {
             ErrorCode::PayloadInvalid
+        } else if matches!(self, DecodeError::Unavailable(_)) {
+            // Not the user's fault and transient: let the queue retry.
+            ErrorCode::Internal
         } else {
             ErrorCode::DecodeFailed
         }
     }
 }
 
-/// Decode `bytes` into an upright 8-bit RGB image (`DynamicImage::ImageRgb8`), enforcing `limits`.
+/// Decode `bytes` into an upright 8-bit sRGB image (`DynamicImage::ImageRgb8`), enforcing
+/// `limits`.
 ///
-/// Transparent pixels are composited onto white, because portals expect a white background.
+/// Copies the input once so the decode thread can own it; use [`decode_bytes`] to avoid that.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
-    if bytes.is_empty() {
+    decode_timed(bytes, limits).map(|(image, _)| image)
+}
+
+/// [`decode`], also returning the CPU time the decode thread spent (the caller's own thread
+/// clock cannot see it).
+pub fn decode_timed(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(DynamicImage, Duration), DecodeError> {
+    // Refuse before copying, so an oversized upload costs nothing.
+    check_input_size(bytes.len(), limits)?;
+    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone())
+}
+
+/// [`decode`] for input that is already in a reference-counted buffer (no copy).
+pub fn decode_bytes(bytes: Bytes, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+    check_input_size(bytes.len(), limits)?;
+    run_with_deadline(bytes, limits.clone()).map(|(image, _)| image)
+}
+
+fn check_input_size(len: usize, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if len == 0 {
         return Err(DecodeError::Empty);
     }
-    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    let size = u64::try_from(len).unwrap_or(u64::MAX);
     if size > limits.max_input_bytes {
         return Err(DecodeError::TooLarge {
             size,
             max: limits.max_input_bytes,
         });
     }
-    // Third-party decoders have panicked on hostile input before; a bad upload must fail the
-    // job, not take the worker down with it.
-    panic::catch_unwind(AssertUnwindSafe(|| decode_checked(bytes, limits))).unwrap_or_else(|_| {
-        Err(DecodeError::Corrupt(
-            "the decoder rejected malformed data".to_owned(),
-        ))
-    })
+    Ok(())
+}
+
+/// Decode threads that passed their deadline and are still running. Their memory is only
+/// returned when they finish, so we stop starting new decodes while too many linger.
+static OVERDUE_DECODES: AtomicUsize = AtomicUsize::new(0);
+/// Most overdue decodes tolerated at once (each may hold up to `max_alloc_bytes`).
+const MAX_OVERDUE_DECODES: usize = 2;
+
+const RUNNING: u8 = 0;
+const ABANDONED: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// Run the decode on a dedicated thread and wait at most `limits.max_decode_time` for it.
+///
+/// None of the decoders (image-rs, zune-jpeg, libheif 1.15) can be cancelled, so on timeout the
+/// thread is left to finish on its own and its result is dropped; the limits on pixels and
+/// memory bound what it can still consume.
+fn run_with_deadline(
+    bytes: Bytes,
+    limits: DecodeLimits,
+) -> Result<(DynamicImage, Duration), DecodeError> {
+    if OVERDUE_DECODES.load(Ordering::SeqCst) >= MAX_OVERDUE_DECODES {
+        return Err(DecodeError::Unavailable(
+            "too many earlier decodes are still running past their time limit".to_owned(),
+        ));
+    }
+    let deadline = limits.max_decode_time;
+    let (tx, rx) = mpsc::sync_channel(1);
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let thread_state = Arc::clone(&state);
+    let spawned = thread::Builder::new()
+        .name("rythmiq-decode".to_owned())
+        // Decoders recurse little, but 8 MiB (the main thread's default) costs only address space.
+        .stack_size(8 * 1024 * 1024)
+        .spawn(move || {
+            // Third-party decoders have panicked on hostile input before; a bad upload must fail
+            // the job, not take the worker down with it.
+            let cpu = cpu_time::ThreadTime::now();
+            let result = panic::catch_unwind(AssertUnwindSafe(|| decode_checked(&bytes, &limits)))
+                .unwrap_or_else(|_| {
+                    Err(DecodeError::Corrupt(
+                        "the decoder rejected malformed data".to_owned(),
+                    ))
+                })
+                .map(|image| (image, cpu.elapsed()));
+            drop(bytes);
+            // The receiver is gone after a timeout; the image is then simply dropped.
+            if tx.send(result).is_err() {
+                tracing::debug!("dropping the result of a decode that passed its deadline");
+            }
+            if thread_state.swap(FINISHED, Ordering::SeqCst) == ABANDONED {
+                OVERDUE_DECODES.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    if let Err(e) = spawned {
+        return Err(DecodeError::Unavailable(format!(
+            "could not start a decode thread: {e}"
+        )));
+    }
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            // Count first, so the thread's decrement can never run before this increment.
+            OVERDUE_DECODES.fetch_add(1, Ordering::SeqCst);
+            if state
+                .compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // It finished just now; take its result after all.
+                OVERDUE_DECODES.fetch_sub(1, Ordering::SeqCst);
+                return rx
+                    .try_recv()
+                    .unwrap_or(Err(DecodeError::Timeout { limit: deadline }));
+            }
+            tracing::warn!(
+                limit_s = deadline.as_secs_f64(),
+                overdue = OVERDUE_DECODES.load(Ordering::SeqCst),
+                "decode passed its deadline; abandoning its thread"
+            );
+            Err(DecodeError::Timeout { limit: deadline })
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(DecodeError::Corrupt(
+            "the decoder stopped unexpectedly".to_owned(),
+        )),
+    }
+}
+
+/// What the content looks like, judged from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    /// An ISO-BMFF file whose brands say HEIF (HEVC) or AVIF; both go through libheif.
+    Heif { avif: bool },
+    /// Anything else; left to `image`'s own magic-number guess.
+    Other,
+}
+
+/// Recognise HEIF/AVIF by the `ftyp` box, which `image` does not know (HEIC) or cannot decode
+/// without its `avif` feature.
+fn sniff(bytes: &[u8]) -> Sniffed {
+    if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {
+        return Sniffed::Other;
+    }
+    let box_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let box_len = usize::try_from(box_len)
+        .unwrap_or(usize::MAX)
+        .clamp(16, bytes.len().min(4096));
+    // Major brand at 8..12, minor version at 12..16, compatible brands from 16.
+    let brands = std::iter::once(&bytes[8..12]).chain(bytes[16..box_len].chunks_exact(4));
+    let mut heif = false;
+    let mut avif = false;
+    for brand in brands {
+        match brand {
+            b"heic" | b"heix" | b"heim" | b"heis" | b"hevc" | b"hevx" | b"hevm" | b"hevs" => {
+                heif = true;
+            }
+            b"avif" | b"avis" => avif = true,
+            // `mif1`/`msf1` alone say "some HEIF"; the codec brands above say which.
+            b"mif1" | b"msf1" | b"miaf" => {}
+            _ => {}
+        }
+    }
+    if heif {
+        Sniffed::Heif { avif: false }
+    } else if avif {
+        Sniffed::Heif { avif: true }
+    } else if bytes[8..12] == *b"mif1" || bytes[8..12] == *b"msf1" {
+        Sniffed::Heif { avif: false }
+    } else {
+        Sniffed::Other
+    }
 }
 
 fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+    if let Sniffed::Heif { avif } = sniff(bytes) {
+        return decode_heif(bytes, limits, avif);
+    }
+
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| DecodeError::Corrupt("the file could not be read".to_owned()))?;
-    if reader.format().is_none() {
+    let Some(format) = reader.format() else {
         return Err(DecodeError::UnknownFormat);
-    }
+    };
 
     // Probe with only the memory limit so the header's real dimensions can be reported; the
     // probe reads headers only, and the dimension limits are applied before any pixel buffer.
@@ -159,19 +346,7 @@ fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, D
         .map_err(|e| map_image_error(e, limits))?;
 
     let (width, height) = decoder.dimensions();
-    if width == 0 || height == 0 {
-        return Err(DecodeError::Corrupt("the image has no pixels".to_owned()));
-    }
-    let pixels = u64::from(width) * u64::from(height);
-    if width > limits.max_width || height > limits.max_height || pixels > limits.max_pixels {
-        return Err(DecodeError::DimensionsTooLarge {
-            width,
-            height,
-            max_width: limits.max_width,
-            max_height: limits.max_height,
-            max_pixels: limits.max_pixels,
-        });
-    }
+    check_dimensions(width, height, limits)?;
     if decoder.total_bytes() > limits.max_alloc_bytes {
         return Err(DecodeError::MemoryLimit {
             max: limits.max_alloc_bytes,
@@ -186,15 +361,349 @@ fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, D
         .set_limits(full_limits)
         .map_err(|e| map_image_error(e, limits))?;
 
-    // A broken EXIF block should not cost the user their upload; the pixels are still fine.
+    // A broken EXIF block or ICC profile should not cost the user their upload; the pixels are
+    // still fine, so both are best effort.
     let orientation = decoder.orientation().unwrap_or_else(|e| {
         tracing::debug!(error = %e, "ignoring unreadable EXIF orientation");
-        image::metadata::Orientation::NoTransforms
+        Orientation::NoTransforms
+    });
+    let icc = decoder.icc_profile().unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "ignoring unreadable ICC profile");
+        None
     });
 
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, limits))?;
+    let rgb = if format == ImageFormat::Jpeg && jpeg_is_four_channel(bytes) {
+        // `image` converts CMYK to RGB itself but throws the ink values away, so the ICC
+        // profile (always a CMYK one here) could not be applied afterwards.
+        drop(decoder);
+        decode_jpeg_cmyk(bytes, limits, icc.as_deref())?
+    } else {
+        let img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, limits))?;
+        let mut rgb = flatten_on_white(img);
+        if let Some(icc) = icc.as_deref() {
+            rgb_profile_to_srgb(&mut rgb, icc);
+        }
+        rgb
+    };
+    let mut img = DynamicImage::ImageRgb8(rgb);
     img.apply_orientation(orientation);
-    Ok(DynamicImage::ImageRgb8(flatten_on_white(img)))
+    Ok(img)
+}
+
+/// Reject images whose announced size breaks the limits (or that have no pixels at all).
+fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt("the image has no pixels".to_owned()));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if width > limits.max_width || height > limits.max_height || pixels > limits.max_pixels {
+        return Err(DecodeError::DimensionsTooLarge {
+            width,
+            height,
+            max_width: limits.max_width,
+            max_height: limits.max_height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a JPEG's frame has four components (CMYK or YCCK), read from its headers only.
+fn jpeg_is_four_channel(bytes: &[u8]) -> bool {
+    let mut probe = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        zune_core::options::DecoderOptions::default().set_strict_mode(false),
+    );
+    if probe.decode_headers().is_err() {
+        return false;
+    }
+    matches!(
+        probe.input_colorspace(),
+        Some(zune_core::colorspace::ColorSpace::CMYK | zune_core::colorspace::ColorSpace::YCCK)
+    )
+}
+
+/// Whether the JPEG carries an Adobe APP14 segment, found by walking the marker segments before
+/// the first scan. Adobe's CMYK JPEGs store inverted ink values (255 = no ink); others do not.
+fn jpeg_has_adobe_marker(bytes: &[u8]) -> bool {
+    let mut pos = 2; // after SOI
+    while pos + 4 <= bytes.len() {
+        if bytes[pos] != 0xFF {
+            return false;
+        }
+        let marker = bytes[pos + 1];
+        if marker == 0xFF {
+            pos += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return false; // start of scan or end of image: no more header segments
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[pos + 2], bytes[pos + 3]]));
+        let body = pos + 4;
+        if marker == 0xEE && bytes.get(body..body + 5) == Some(b"Adobe".as_slice()) {
+            return true;
+        }
+        pos += 2 + len;
+    }
+    false
+}
+
+/// Decode a CMYK or YCCK JPEG to sRGB through its ICC profile (or naively without one).
+fn decode_jpeg_cmyk(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    icc: Option<&[u8]>,
+) -> Result<RgbImage, DecodeError> {
+    use zune_core::colorspace::ColorSpace as Zcs;
+
+    let corrupt =
+        |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt(clean_message(&format!("{e:?}")));
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::try_from(limits.max_width).unwrap_or(usize::MAX))
+        .set_max_height(usize::try_from(limits.max_height).unwrap_or(usize::MAX));
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder.decode_headers().map_err(corrupt)?;
+    let input = decoder
+        .input_colorspace()
+        .ok_or_else(|| DecodeError::Corrupt("the JPEG has no frame header".to_owned()))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| DecodeError::Corrupt("the JPEG has no frame header".to_owned()))?;
+    let width = u32::try_from(w).map_err(|_| DecodeError::Corrupt("bad width".to_owned()))?;
+    let height = u32::try_from(h).map_err(|_| DecodeError::Corrupt("bad height".to_owned()))?;
+    check_dimensions(width, height, limits)?;
+    // Four bytes of ink per pixel, then three of RGB.
+    if u64::from(width) * u64::from(height) * 7 > limits.max_alloc_bytes {
+        return Err(DecodeError::MemoryLimit {
+            max: limits.max_alloc_bytes,
+        });
+    }
+    // Asking for the input colour space makes zune-jpeg hand back the four planes untouched.
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(input));
+    let mut samples = decoder.decode().map_err(corrupt)?;
+    let expected = w * h * 4;
+    if samples.len() < expected {
+        return Err(DecodeError::Corrupt(
+            "the JPEG decoded to fewer samples than its header announces".to_owned(),
+        ));
+    }
+    samples.truncate(expected);
+
+    // Turn the stored samples into ink amounts (0 = no ink), as ICC CMYK profiles expect.
+    match input {
+        Zcs::YCCK => {
+            // YCCK is YCbCr of the inverted C, M, Y (libjpeg's `ycck_cmyk_convert`), plus an
+            // inverted K; so the YCbCr→RGB result *is* the C, M, Y ink.
+            for px in samples.chunks_exact_mut(4) {
+                let [c, m, y] = ycbcr_to_rgb(px[0], px[1], px[2]);
+                px[0] = c;
+                px[1] = m;
+                px[2] = y;
+                px[3] = 255 - px[3];
+            }
+        }
+        _ if jpeg_has_adobe_marker(bytes) => {
+            for v in &mut samples {
+                *v = 255 - *v;
+            }
+        }
+        _ => {}
+    }
+
+    let mut rgb = vec![0u8; w * h * 3];
+    if !icc.is_some_and(|p| cmyk_profile_to_srgb(&samples, &mut rgb, p)) {
+        for (dst, ink) in rgb.chunks_exact_mut(3).zip(samples.chunks_exact(4)) {
+            let k = 255 - u16::from(ink[3]);
+            for (d, &c) in dst.iter_mut().zip(&ink[..3]) {
+                let v = (255 - u16::from(c)) * k / 255;
+                *d = u8::try_from(v).unwrap_or(u8::MAX);
+            }
+        }
+    }
+    RgbImage::from_raw(width, height, rgb).ok_or_else(|| {
+        DecodeError::Corrupt("the JPEG's pixel buffer has the wrong size".to_owned())
+    })
+}
+
+/// JFIF (full-range BT.601) YCbCr to RGB.
+fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let y = f32::from(y);
+    let cb = f32::from(cb) - 128.0;
+    let cr = f32::from(cr) - 128.0;
+    let clamp = |v: f32| v.round().clamp(0.0, 255.0) as u8;
+    [
+        clamp(y + 1.402 * cr),
+        clamp(y - 0.344_136 * cb - 0.714_136 * cr),
+        clamp(y + 1.772 * cb),
+    ]
+}
+
+/// Convert CMYK ink samples to sRGB through `icc`; false (leaving `rgb` untouched) when the
+/// profile is unusable, so the caller can fall back to the naive formula.
+fn cmyk_profile_to_srgb(cmyk: &[u8], rgb: &mut [u8], icc: &[u8]) -> bool {
+    let transform = moxcms::ColorProfile::new_from_slice(icc).and_then(|profile| {
+        if profile.color_space != moxcms::DataColorSpace::Cmyk {
+            return Err(moxcms::CmsError::InvalidProfile);
+        }
+        // moxcms reads CMYK8 with the four-channel `Rgba` layout.
+        profile.create_transform_8bit(
+            moxcms::Layout::Rgba,
+            &moxcms::ColorProfile::new_srgb(),
+            moxcms::Layout::Rgb,
+            moxcms::TransformOptions::default(),
+        )
+    });
+    match transform.and_then(|t| t.transform(cmyk, rgb)) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "ignoring unusable CMYK ICC profile");
+            false
+        }
+    }
+}
+
+/// Convert `rgb` from the colour space described by `icc` to sRGB, in place. Best effort:
+/// a profile that is not RGB, is already sRGB, or cannot be parsed leaves the pixels alone.
+fn rgb_profile_to_srgb(rgb: &mut RgbImage, icc: &[u8]) {
+    let profile = match moxcms::ColorProfile::new_from_slice(icc) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "ignoring unreadable ICC profile");
+            return;
+        }
+    };
+    if profile.color_space != moxcms::DataColorSpace::Rgb || is_srgb(&profile) {
+        // Grey profiles on RGB data mean the image was expanded from grey: nothing to do.
+        return;
+    }
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let transform = match profile.create_transform_8bit(
+        moxcms::Layout::Rgb,
+        &srgb,
+        moxcms::Layout::Rgb,
+        moxcms::TransformOptions::default(),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::debug!(error = %e, "ignoring unusable ICC profile");
+            return;
+        }
+    };
+    // Row by row so the scratch buffer stays small whatever the image size.
+    let row_len = usize::try_from(rgb.width()).unwrap_or(0) * 3;
+    if row_len == 0 {
+        return;
+    }
+    let mut out = vec![0u8; row_len];
+    for row in rgb.chunks_exact_mut(row_len) {
+        if let Err(e) = transform.transform(row, &mut out) {
+            tracing::debug!(error = %e, "ICC transform failed; keeping the original colours");
+            return;
+        }
+        row.copy_from_slice(&out);
+    }
+}
+
+/// Whether a profile has sRGB's primaries, so converting it would only cost time (most Android
+/// JPEGs and many scans embed an sRGB profile). Tone curves are not compared: sRGB-primaries
+/// profiles with another curve are rare, and the difference would be slight.
+fn is_srgb(profile: &moxcms::ColorProfile) -> bool {
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let close = |a: &moxcms::Xyzd, b: &moxcms::Xyzd| {
+        (a.x - b.x).abs() < 0.003 && (a.y - b.y).abs() < 0.003 && (a.z - b.z).abs() < 0.003
+    };
+    profile.lut_a_to_b_perceptual.is_none()
+        && close(&profile.red_colorant, &srgb.red_colorant)
+        && close(&profile.green_colorant, &srgb.green_colorant)
+        && close(&profile.blue_colorant, &srgb.blue_colorant)
+}
+
+/// Decode a HEIF (HEVC) or AVIF image through libheif.
+#[cfg(feature = "heic")]
+fn decode_heif(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    avif: bool,
+) -> Result<DynamicImage, DecodeError> {
+    use image::RgbaImage;
+    use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+
+    let format = if avif { "AVIF" } else { "HEIF" };
+    let corrupt = |e: libheif_rs::HeifError| {
+        DecodeError::Corrupt(clean_message(&format!("{format}: {}", e.message)))
+    };
+    // Parses the box structure only; no pixels are decoded yet. `bytes` outlives `ctx` (the
+    // binding reads from the caller's buffer without copying it).
+    let ctx = HeifContext::read_from_bytes(bytes).map_err(corrupt)?;
+    let handle = ctx.primary_image_handle().map_err(corrupt)?;
+    // The handle's size is after `irot`/`clap`, i.e. the size of what we will get.
+    check_dimensions(handle.width(), handle.height(), limits)?;
+    // libheif holds the decoded YCbCr planes (up to 2 bytes a sample for 10-bit), its RGB(A)
+    // output, and we copy that into our own buffer: about 14 bytes a pixel at worst.
+    let pixels = u64::from(handle.width()) * u64::from(handle.height());
+    if pixels.saturating_mul(14) > limits.max_alloc_bytes {
+        return Err(DecodeError::MemoryLimit {
+            max: limits.max_alloc_bytes,
+        });
+    }
+    let has_alpha = handle.has_alpha_channel();
+    let chroma = if has_alpha {
+        RgbChroma::Rgba
+    } else {
+        RgbChroma::Rgb
+    };
+    // No decoding options: libheif then applies the image's transformations (irot, imir,
+    // clap) and converts any bit depth to 8-bit interleaved RGB(A).
+    let image = LibHeif::new()
+        .decode(&handle, ColorSpace::Rgb(chroma), None)
+        .map_err(corrupt)?;
+    let planes = image.planes();
+    let plane = planes
+        .interleaved
+        .ok_or_else(|| DecodeError::Corrupt(format!("{format}: libheif returned no pixels")))?;
+    let channels = if has_alpha { 4 } else { 3 };
+    let (w, h) = (plane.width, plane.height);
+    check_dimensions(w, h, limits)?;
+    let row_len = usize::try_from(w)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(channels);
+    let rows = usize::try_from(h).unwrap_or(usize::MAX);
+    let mut packed = Vec::with_capacity(row_len.saturating_mul(rows));
+    for row in plane.data.chunks(plane.stride).take(rows) {
+        let row = row
+            .get(..row_len)
+            .ok_or_else(|| DecodeError::Corrupt(format!("{format}: short pixel row")))?;
+        packed.extend_from_slice(row);
+    }
+    let wrong_size = || DecodeError::Corrupt(format!("{format}: wrong pixel buffer size"));
+    let img = if has_alpha {
+        DynamicImage::ImageRgba8(RgbaImage::from_raw(w, h, packed).ok_or_else(wrong_size)?)
+    } else {
+        DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, packed).ok_or_else(wrong_size)?)
+    };
+    let mut rgb = flatten_on_white(img);
+    // iPhones tag their HEICs with a Display P3 ICC profile.
+    if let Some(profile) = handle.color_profile_raw() {
+        rgb_profile_to_srgb(&mut rgb, &profile.data);
+    }
+    Ok(DynamicImage::ImageRgb8(rgb))
+}
+
+/// Without libheif this build recognises HEIF and AVIF but cannot decode them.
+#[cfg(not(feature = "heic"))]
+fn decode_heif(
+    _bytes: &[u8],
+    _limits: &DecodeLimits,
+    avif: bool,
+) -> Result<DynamicImage, DecodeError> {
+    Err(DecodeError::UnsupportedFormat {
+        format: if avif { "AVIF" } else { "HEIF" }.to_owned(),
+    })
 }
 
 /// Convert any colour type to 8-bit RGB, compositing transparency onto white.
@@ -611,5 +1120,582 @@ mod tests {
         assert_eq!(clean_message("\n\t"), "malformed image data");
         assert_eq!(clean_message("a\nb"), "a b");
         assert!(clean_message(&"a".repeat(1000)).len() <= 160);
+    }
+
+    // ---- Real files made by other tools (see tests/fixtures/README.md) ----
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn assert_near(img: &RgbImage, x: u32, y: u32, want: [u8; 3], tol: u8) {
+        let got = img.get_pixel(x, y).0;
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                g.abs_diff(w) <= tol,
+                "pixel ({x},{y}) is {got:?}, want {want:?}±{tol}"
+            );
+        }
+    }
+
+    /// The synthetic 96×64 test card: left half red, right half blue, a green stripe on top.
+    fn assert_test_card(img: &DynamicImage, tol: u8) {
+        assert_eq!((img.width(), img.height()), (96, 64));
+        let rgb = img.as_rgb8().expect("Rgb8");
+        assert_near(rgb, 20, 40, [230, 30, 30], tol);
+        assert_near(rgb, 70, 40, [30, 30, 230], tol);
+        assert_near(rgb, 40, 3, [30, 200, 30], tol);
+    }
+
+    #[test]
+    fn progressive_jpeg_decodes() {
+        assert_test_card(&decode(&fixture("progressive.jpg"), &limits()).unwrap(), 12);
+    }
+
+    #[test]
+    fn adobe_cmyk_jpeg_is_inverted_back_to_rgb() {
+        // Pillow: Adobe APP14 transform 0, inverted CMYK, no ICC profile (naive conversion).
+        assert_test_card(&decode(&fixture("cmyk-adobe.jpg"), &limits()).unwrap(), 16);
+    }
+
+    #[test]
+    fn ycck_jpegs_baseline_and_progressive_decode() {
+        // ImageMagick: Adobe APP14 transform 2 (YCCK).
+        assert_test_card(&decode(&fixture("cmyk-ycck.jpg"), &limits()).unwrap(), 16);
+        assert_test_card(
+            &decode(&fixture("cmyk-ycck-progressive.jpg"), &limits()).unwrap(),
+            16,
+        );
+    }
+
+    #[test]
+    fn cmyk_jpeg_without_adobe_marker_is_not_inverted() {
+        assert_test_card(
+            &decode(&fixture("cmyk-no-adobe.jpg"), &limits()).unwrap(),
+            16,
+        );
+    }
+
+    #[test]
+    fn adobe_rgb_profile_is_converted_to_srgb() {
+        // (100, 150, 100) in Adobe RGB is (66, 151, 97) in sRGB according to LittleCMS.
+        for (name, tol) in [("adobergb.png", 3), ("adobergb.jpg", 4)] {
+            let img = decode(&fixture(name), &limits()).unwrap();
+            assert_near(img.as_rgb8().unwrap(), 5, 5, [66, 151, 97], tol);
+        }
+    }
+
+    #[test]
+    fn srgb_profile_is_recognised_and_left_alone() {
+        let srgb = moxcms::ColorProfile::new_srgb();
+        assert!(is_srgb(&srgb));
+        assert!(!is_srgb(&moxcms::ColorProfile::new_display_p3()));
+    }
+
+    #[test]
+    fn gif_first_frame_is_used() {
+        use image::codecs::gif::GifEncoder;
+        use image::{Delay, Frame};
+        let red = image::RgbaImage::from_pixel(8, 8, Rgba([255, 0, 0, 255]));
+        let blue = image::RgbaImage::from_pixel(8, 8, Rgba([0, 0, 255, 255]));
+        let mut gif = Vec::new();
+        {
+            let mut enc = GifEncoder::new(&mut gif);
+            for f in [red, blue] {
+                enc.encode_frame(Frame::from_parts(
+                    f,
+                    0,
+                    0,
+                    Delay::from_numer_denom_ms(100, 1),
+                ))
+                .unwrap();
+            }
+        }
+        let img = decode(&gif, &limits()).unwrap();
+        assert_near(img.as_rgb8().unwrap(), 4, 4, [255, 0, 0], 2);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn heic_decodes() {
+        assert_test_card(&decode(&fixture("card.heic"), &limits()).unwrap(), 20);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn heic_irot_is_applied() {
+        // irot 3 = 270° anticlockwise: red half on top, blue at the bottom, green stripe right.
+        let img = decode(&fixture("card-irot270.heic"), &limits()).unwrap();
+        assert_eq!((img.width(), img.height()), (64, 96));
+        let rgb = img.as_rgb8().unwrap();
+        assert_near(rgb, 30, 20, [230, 30, 30], 20);
+        assert_near(rgb, 30, 85, [30, 30, 230], 20);
+        assert_near(rgb, 60, 50, [30, 200, 30], 20);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn heic_exif_orientation_is_not_applied_twice() {
+        // heif-enc copied EXIF orientation 6 but wrote no irot: HEIF readers ignore the EXIF tag.
+        assert_test_card(&decode(&fixture("card-exif6.heic"), &limits()).unwrap(), 20);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn heic_alpha_is_flattened_on_white_and_profile_applied() {
+        let img = decode(&fixture("card-alpha.heic"), &limits()).unwrap();
+        let rgb = img.as_rgb8().unwrap();
+        assert_near(rgb, 20, 40, [255, 255, 255], 6);
+        assert_near(rgb, 70, 40, [30, 30, 230], 20);
+        let img = decode(&fixture("adobergb.heic"), &limits()).unwrap();
+        assert_near(img.as_rgb8().unwrap(), 30, 30, [66, 151, 97], 6);
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn heic_dimension_limit_applies_before_decoding() {
+        let l = DecodeLimits {
+            max_width: 50,
+            ..DecodeLimits::default()
+        };
+        let err = decode(&fixture("card.heic"), &l).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::DimensionsTooLarge { width: 96, .. }),
+            "{err}"
+        );
+        let l = DecodeLimits {
+            max_alloc_bytes: 10_000,
+            ..DecodeLimits::default()
+        };
+        let err = decode(&fixture("card.heic"), &l).unwrap_err();
+        assert_eq!(err, DecodeError::MemoryLimit { max: 10_000 });
+    }
+
+    #[cfg(feature = "heic")]
+    #[test]
+    fn truncated_heic_fails_cleanly() {
+        let full = fixture("card.heic");
+        for cut in [16, 40, 100, full.len() / 2, full.len() - 1] {
+            if let Err(e) = decode(&full[..cut], &limits()) {
+                assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}");
+            }
+        }
+    }
+
+    #[cfg(not(feature = "heic"))]
+    #[test]
+    fn heic_without_libheif_is_unsupported() {
+        let err = decode(&fixture("card.heic"), &limits()).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::UnsupportedFormat { .. }),
+            "{err}"
+        );
+        assert!(err.is_payload_invalid());
+    }
+
+    #[test]
+    fn sniff_recognises_heif_brands() {
+        let ftyp = |major: &[u8; 4], compat: &[&[u8; 4]]| {
+            let mut b = vec![0, 0, 0, 0];
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(major);
+            b.extend_from_slice(&[0; 4]);
+            for c in compat {
+                b.extend_from_slice(*c);
+            }
+            let len = u32::try_from(b.len()).unwrap();
+            b[..4].copy_from_slice(&len.to_be_bytes());
+            b
+        };
+        assert_eq!(
+            sniff(&ftyp(b"heic", &[b"mif1"])),
+            Sniffed::Heif { avif: false }
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", &[b"heic"])),
+            Sniffed::Heif { avif: false }
+        );
+        assert_eq!(
+            sniff(&ftyp(b"avif", &[b"mif1"])),
+            Sniffed::Heif { avif: true }
+        );
+        assert_eq!(sniff(&ftyp(b"isom", &[b"mp41"])), Sniffed::Other);
+        // A box length that lies must not read out of bounds.
+        let mut liar = ftyp(b"isom", &[b"heic"]);
+        liar[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(sniff(&liar), Sniffed::Heif { avif: false });
+        assert_eq!(sniff(b"\0\0\0\x08ftyp"), Sniffed::Other);
+    }
+
+    // ---- Bombs, liars and impostors ----
+
+    fn fast_err(bytes: &[u8]) -> DecodeError {
+        let started = Instant::now();
+        let err = decode(bytes, &limits()).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+        assert!(!err.to_string().is_empty());
+        err
+    }
+
+    #[test]
+    fn gif_claiming_huge_dimensions_is_rejected() {
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend_from_slice(&65_535u16.to_le_bytes());
+        gif.extend_from_slice(&65_535u16.to_le_bytes());
+        gif.extend_from_slice(&[0, 0, 0]);
+        // One image descriptor, also 65535×65535, with a tiny LZW stream.
+        gif.push(0x2C);
+        gif.extend_from_slice(&[0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]);
+        gif.extend_from_slice(&[2, 2, 0x4C, 0x01, 0, 0x3B]);
+        let err = fast_err(&gif);
+        assert_eq!(err.code(), ErrorCode::DecodeFailed, "{err}");
+    }
+
+    #[test]
+    fn webp_claiming_huge_dimensions_is_rejected() {
+        // A real lossless WebP whose VP8L header is patched to claim 16000×16000.
+        let mut webp = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(photo(16, 16))
+            .write_to(&mut webp, image::ImageFormat::WebP)
+            .unwrap();
+        let mut webp = webp.into_inner();
+        assert_eq!(&webp[12..16], b"VP8L");
+        let bits = u32::from_le_bytes([webp[21], webp[22], webp[23], webp[24]]);
+        let bits = (bits & !0x0FFF_FFFF) | 15_999 | (15_999 << 14);
+        webp[21..25].copy_from_slice(&bits.to_le_bytes());
+        let err = fast_err(&webp);
+        assert!(
+            matches!(err, DecodeError::DimensionsTooLarge { width: 16_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tiff_claiming_huge_dimensions_is_rejected() {
+        // Little-endian TIFF, one IFD: 100000×100000, 8-bit RGB, one strip of 16 bytes.
+        let entries: [(u16, u16, u32, u32); 9] = [
+            (256, 4, 1, 100_000),
+            (257, 4, 1, 100_000),
+            (258, 3, 1, 8),
+            (259, 3, 1, 1),
+            (262, 3, 1, 2),
+            (273, 4, 1, 200),
+            (277, 3, 1, 3),
+            (278, 4, 1, 100_000),
+            (279, 4, 1, 16),
+        ];
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&u16::try_from(entries.len()).unwrap().to_le_bytes());
+        for (tag, kind, count, value) in entries {
+            tiff.extend_from_slice(&tag.to_le_bytes());
+            tiff.extend_from_slice(&kind.to_le_bytes());
+            tiff.extend_from_slice(&count.to_le_bytes());
+            tiff.extend_from_slice(&value.to_le_bytes());
+        }
+        tiff.extend_from_slice(&[0; 4]);
+        tiff.resize(216, 0);
+        let err = fast_err(&tiff);
+        assert!(
+            matches!(err, DecodeError::DimensionsTooLarge { width: 100_000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bmp_claiming_huge_dimensions_is_rejected() {
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 8]);
+        bmp.extend_from_slice(&54u32.to_le_bytes());
+        bmp.extend_from_slice(&40u32.to_le_bytes());
+        bmp.extend_from_slice(&30_000i32.to_le_bytes());
+        bmp.extend_from_slice(&30_000i32.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes());
+        bmp.extend_from_slice(&24u16.to_le_bytes());
+        bmp.extend_from_slice(&[0; 24]);
+        let err = fast_err(&bmp);
+        assert!(
+            matches!(err, DecodeError::DimensionsTooLarge { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn png_deflate_bomb_is_rejected_before_inflating() {
+        // 1 MB of zeros that claims 20000×20000: refused from the header alone.
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr(20_000, 20_000, 8, 6));
+        chunk(&mut png, b"IDAT", &zlib_stored(&vec![0; 1 << 20]));
+        chunk(&mut png, b"IEND", &[]);
+        assert!(matches!(
+            fast_err(&png),
+            DecodeError::DimensionsTooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn text_renamed_png_and_html_are_payload_invalid() {
+        for text in [
+            &b"PNG file? no, just text\n"[..],
+            b"<!DOCTYPE html><html><body>hi</body></html>",
+            b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n",
+            b"PK\x03\x04\x14\0\0\0\x08\0",
+        ] {
+            let err = fast_err(text);
+            assert!(err.is_payload_invalid(), "{err}");
+        }
+    }
+
+    #[test]
+    fn gif_javascript_polyglot_decodes_only_the_image() {
+        // `GIF89a=...` is both a valid GIF header and the start of a JavaScript assignment.
+        let mut poly = b"GIF89a".to_vec();
+        // Screen 0x2A2F×1 (the bytes `/*` open a JS comment), global palette of two colours.
+        // 10799×1 is within limits, so decode must give an image or a clean error, never panic.
+        poly.extend_from_slice(&[0x2F, 0x2A, 0x01, 0x00, 0x80, 0, 0]);
+        poly.extend_from_slice(&[0, 0, 0, 0xFF, 0xFF, 0xFF]);
+        poly.extend_from_slice(&[0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0]);
+        poly.extend_from_slice(b";*/=1;alert(1);//");
+        match decode(&poly, &limits()) {
+            Ok(img) => assert!(img.as_rgb8().is_some()),
+            Err(e) => assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}"),
+        }
+    }
+
+    #[test]
+    fn jpeg_with_zip_appended_decodes_the_image_part() {
+        let mut poly = jpeg_bytes(&photo(40, 30));
+        poly.extend_from_slice(b"PK\x03\x04\x14\0\0\0\x08\0secret.txt");
+        poly.extend_from_slice(&[0x55; 2000]);
+        poly.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0");
+        let img = decode(&poly, &limits()).unwrap();
+        assert_eq!((img.width(), img.height()), (40, 30));
+    }
+
+    #[test]
+    fn timeout_returns_decode_failed() {
+        let big = photo(3000, 2000);
+        let jpeg = jpeg_bytes(&big);
+        let l = DecodeLimits {
+            max_decode_time: Duration::from_micros(1),
+            ..DecodeLimits::default()
+        };
+        let started = Instant::now();
+        let err = decode(&jpeg, &l).unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(matches!(err, DecodeError::Timeout { .. }), "{err}");
+        assert_eq!(err.code(), ErrorCode::DecodeFailed);
+        assert!(err.to_string().contains("took longer than"), "{err}");
+        // The abandoned thread finishes on its own and the count of overdue decodes drops back.
+        let waited = Instant::now();
+        while OVERDUE_DECODES.load(Ordering::SeqCst) > 0
+            && waited.elapsed() < Duration::from_secs(20)
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(OVERDUE_DECODES.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn unavailable_is_internal() {
+        let err = DecodeError::Unavailable("x".to_owned());
+        assert_eq!(err.code(), ErrorCode::Internal);
+        assert!(!err.is_payload_invalid());
+    }
+
+    #[test]
+    fn adobe_marker_walk_is_bounded() {
+        assert!(!jpeg_has_adobe_marker(b"\xFF\xD8"));
+        assert!(!jpeg_has_adobe_marker(b"\xFF\xD8\xFF\xE0\xFF\xFF"));
+        assert!(jpeg_has_adobe_marker(
+            b"\xFF\xD8\xFF\xEE\x00\x0EAdobe\0\0\0\0\0\0"
+        ));
+        assert!(!jpeg_has_adobe_marker(b"\xFF\xD8\xFF\xEE\x00\x0EAdob"));
+    }
+
+    // ---- Fuzzing: mutations of real files, plus the inputs that once broke something ----
+
+    /// Every file kept in `decode-regressions/` must decode to Rgb8 or fail cleanly.
+    #[test]
+    fn decode_regressions_do_not_panic() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/decode-regressions"
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            // Straight into the decoder, without `catch_unwind`, so a panic fails this test.
+            check_no_panic(&bytes, &path.display().to_string());
+            seen += 1;
+        }
+        assert!(seen > 0, "no regression inputs found in {dir}");
+    }
+
+    fn fuzz_limits() -> DecodeLimits {
+        // Small limits keep each case fast; the code paths are the same.
+        DecodeLimits {
+            max_width: 2_000,
+            max_height: 2_000,
+            max_pixels: 2_000_000,
+            max_alloc_bytes: 64 * 1024 * 1024,
+            ..DecodeLimits::default()
+        }
+    }
+
+    fn check_no_panic(bytes: &[u8], what: &str) {
+        match decode_checked(bytes, &fuzz_limits()) {
+            Ok(img) => {
+                assert!(img.as_rgb8().is_some(), "{what}: not Rgb8");
+                assert!(img.width() > 0 && img.height() > 0, "{what}: empty image");
+            }
+            Err(e) => assert!(!e.to_string().is_empty(), "{what}"),
+        }
+    }
+
+    /// Seeds: one small valid file per format (and code path), fixtures included.
+    fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
+        let mut seeds = Vec::new();
+        let src = DynamicImage::ImageRgb8(photo(24, 16));
+        for format in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Jpeg,
+            image::ImageFormat::WebP,
+            image::ImageFormat::Gif,
+            image::ImageFormat::Bmp,
+            image::ImageFormat::Tiff,
+        ] {
+            let mut bytes = Cursor::new(Vec::new());
+            let img = if format == image::ImageFormat::Gif {
+                DynamicImage::ImageRgba8(src.to_rgba8())
+            } else {
+                src.clone()
+            };
+            img.write_to(&mut bytes, format).unwrap();
+            seeds.push((format!("{format:?}"), bytes.into_inner()));
+        }
+        for name in [
+            "progressive.jpg",
+            "cmyk-adobe.jpg",
+            "cmyk-ycck.jpg",
+            "cmyk-ycck-progressive.jpg",
+            "cmyk-no-adobe.jpg",
+            "adobergb.png",
+            "adobergb.jpg",
+            "card.heic",
+            "card-irot270.heic",
+            "card-alpha.heic",
+            "adobergb.heic",
+        ] {
+            seeds.push((name.to_owned(), fixture(name)));
+        }
+        seeds
+    }
+
+    /// A mutational fuzzer over the seeds: bit flips, byte overwrites with "interesting" values,
+    /// truncation, duplication and splicing, all from a fixed-seed PRNG so any failure replays.
+    /// `DECODE_FUZZ_ITERS` sets the number of cases (default 400), `DECODE_FUZZ_SEED` the PRNG
+    /// seed and `DECODE_FUZZ_SECS` a time budget, for long runs.
+    /// On a panic the failing input is written to `target/decode-fuzz-crash.bin`.
+    #[test]
+    fn fuzz_mutated_seeds() {
+        let iters: u64 = std::env::var("DECODE_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(400);
+        let seed0: u64 = std::env::var("DECODE_FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0x5EED);
+        let seeds = fuzz_seeds();
+        let mut rng = seed0 | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        // `DECODE_FUZZ_SECS` stops the run early (a time budget for long runs).
+        let budget = std::env::var("DECODE_FUZZ_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::MAX, Duration::from_secs);
+        let started = Instant::now();
+        let mut done = 0u64;
+        for i in 0..iters {
+            if started.elapsed() > budget {
+                break;
+            }
+            done += 1;
+            let (name, base) = &seeds[(next() % seeds.len() as u64) as usize];
+            let mut data = base.clone();
+            for _ in 0..=(next() % 8) {
+                let len = data.len().max(1) as u64;
+                let pos = (next() % len) as usize;
+                match next() % 7 {
+                    0 => {
+                        if let Some(b) = data.get_mut(pos) {
+                            *b ^= 1 << (next() % 8);
+                        }
+                    }
+                    1 => {
+                        const INTERESTING: [u8; 8] = [0, 1, 0x7F, 0x80, 0xFE, 0xFF, 0x10, 0x40];
+                        if let Some(b) = data.get_mut(pos) {
+                            *b = INTERESTING[(next() % 8) as usize];
+                        }
+                    }
+                    2 => data.truncate(pos.max(1)),
+                    3 => {
+                        let end = (pos + (next() % 64) as usize).min(data.len());
+                        let piece = data[pos..end].to_vec();
+                        let at = (next() % len) as usize;
+                        data.splice(at.min(data.len())..at.min(data.len()), piece);
+                    }
+                    4 => {
+                        if let Some(b) = data.get_mut(pos) {
+                            *b = (next() & 0xFF) as u8;
+                        }
+                    }
+                    5 => {
+                        // Big-endian 16/32-bit field set to a large value (dimensions, lengths).
+                        let v = [0xFFu8, 0xFF, 0x7F, 0xFF];
+                        for (k, b) in data
+                            .iter_mut()
+                            .skip(pos)
+                            .enumerate()
+                            .take(2 + (next() % 3) as usize)
+                        {
+                            *b = v[k % 4];
+                        }
+                    }
+                    _ => {
+                        let (_, other) = &seeds[(next() % seeds.len() as u64) as usize];
+                        let cut = (next() % other.len() as u64) as usize;
+                        data.truncate(pos);
+                        data.extend_from_slice(&other[cut..]);
+                    }
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                check_no_panic(&data, name);
+            }));
+            if result.is_err() {
+                let out = concat!(env!("CARGO_MANIFEST_DIR"), "/target/decode-fuzz-crash.bin");
+                let _ = std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target"));
+                std::fs::write(out, &data).unwrap();
+                panic!("case {i} (mutated {name}) panicked; input saved to {out}");
+            }
+        }
+        eprintln!(
+            "fuzz: {done} cases in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
 }
