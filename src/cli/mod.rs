@@ -2,6 +2,7 @@
 //! `token` and `submit` are for clients.
 
 mod dev;
+mod process;
 mod serve;
 mod submit;
 
@@ -41,6 +42,8 @@ enum Command {
     },
     /// Upload a file through the HTTP API, wait for the job and download the output.
     Submit(submit::SubmitArgs),
+    /// Run the pipeline locally on one file (no database, no server).
+    Process(process::ProcessArgs),
     /// Run the HTTP API (DATABASE_URL, RYTHMIQ_JWT_SECRET and storage settings from the environment).
     Api,
     /// Run a worker process.
@@ -63,6 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit(args) => submit::run(args).await,
+        Command::Process(args) => tokio::task::spawn_blocking(move || process::run(args)).await?,
         Command::Api => serve::api().await,
         Command::Worker => serve::worker().await,
         Command::Migrate => serve::migrate().await,

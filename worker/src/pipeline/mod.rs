@@ -1,16 +1,21 @@
-//! The pipeline one job runs: FETCH → decode → SCHEMA fit → UPLOAD.
+//! The pipeline one job runs: FETCH → decode → QUALITY → ENHANCE (standard path only) → SCHEMA
+//! fit (with verification) → UPLOAD. PRE-OCR and OCR slot in around ENHANCE with the OCR engine.
 //!
-//! QUALITY, PRE-OCR, ENHANCE and OCR slot in between decode and SCHEMA in later work. Each stage
-//! is a module; CPU-bound stages run on the blocking pool so the async runtime (heartbeats, the
-//! claim loop) never stalls.
+//! [`process_image`] is the CPU part, a plain blocking function shared by the worker (on the
+//! blocking pool, so heartbeats and the claim loop never stall) and by `rythmiq process` (no
+//! database, no storage). Each stage is a module; each is timed by wall clock and by the calling
+//! thread's own CPU clock.
 
 pub mod decode;
+pub mod enhance;
 pub mod fetch;
+pub mod quality;
 pub mod schema_fit;
 pub mod upload;
 
 use std::time::Instant;
 
+use cpu_time::ThreadTime;
 use rythmiq_shared::domain::{OutputFormat, PortalRule};
 use rythmiq_shared::storage::Storage;
 use serde::Serialize;
@@ -28,12 +33,69 @@ pub struct JobInput {
     pub rule: PortalRule,
 }
 
-/// What a successful run produced.
+/// Cost of one stage.
 #[derive(Debug, Clone, Serialize)]
-pub struct JobOutput {
-    pub output_key: String,
-    pub filename: String,
-    pub bytes: u64,
+pub struct StageTiming {
+    pub name: &'static str,
+    pub cpu_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+/// Times stages on the current thread.
+#[derive(Debug, Default)]
+pub struct StageClock {
+    pub stages: Vec<StageTiming>,
+}
+
+impl StageClock {
+    /// Runs `f` as stage `name`, recording its CPU and wall time.
+    pub fn stage<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let (cpu, wall) = (ThreadTime::now(), Instant::now());
+        let out = f();
+        self.stages.push(StageTiming {
+            name,
+            cpu_seconds: cpu.elapsed().as_secs_f64(),
+            wall_seconds: wall.elapsed().as_secs_f64(),
+        });
+        out
+    }
+
+    /// Records a stage measured elsewhere (e.g. on another thread).
+    pub fn record(&mut self, name: &'static str, cpu_seconds: f64, wall_seconds: f64) {
+        self.stages.push(StageTiming {
+            name,
+            cpu_seconds,
+            wall_seconds,
+        });
+    }
+}
+
+/// Which way through the pipeline a job went (the seeds' GUARD-001): a photo whose quality score
+/// reaches [`quality::FAST_PATH_THRESHOLD`] skips ENHANCE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessingPath {
+    Fast,
+    Standard,
+}
+
+impl ProcessingPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessingPath::Fast => "fast",
+            ProcessingPath::Standard => "standard",
+        }
+    }
+}
+
+/// The result of the CPU stages: a verified, compliant file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    pub path: ProcessingPath,
+    pub quality: quality::QualityReport,
+    pub enhancement: Option<enhance::EnhanceReport>,
     pub width: u32,
     pub height: u32,
     pub dpi: u32,
@@ -42,11 +104,63 @@ pub struct JobOutput {
     pub stages: Vec<StageTiming>,
 }
 
-/// Wall time of one stage.
+/// Decode and fit one upload to `rule`. Blocking: call from a blocking thread.
+pub fn process_image(
+    input: &[u8],
+    rule: &PortalRule,
+    limits: &DecodeLimits,
+) -> Result<Processed, JobError> {
+    let mut clock = StageClock::default();
+    let wall = Instant::now();
+    let (image, decode_cpu) = decode::decode_timed(input, limits)?;
+    clock.record(
+        "decode",
+        decode_cpu.as_secs_f64(),
+        wall.elapsed().as_secs_f64(),
+    );
+    let image = image.into_rgb8();
+    let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
+    let quality = clock.stage("quality", || quality::assess(&image, tw, th));
+    let (path, image, enhancement) = if quality.fast_path() {
+        (ProcessingPath::Fast, image, None)
+    } else {
+        let (enhanced, report) =
+            clock.stage("enhance", || enhance::enhance(&image, rule.kind, &quality));
+        (ProcessingPath::Standard, enhanced, Some(report))
+    };
+    let image = image::DynamicImage::ImageRgb8(image);
+    let fitted = clock.stage("schema", || schema_fit::fit(&image, rule))?;
+    Ok(Processed {
+        bytes: fitted.bytes,
+        path,
+        quality,
+        enhancement,
+        width: fitted.width,
+        height: fitted.height,
+        dpi: fitted.dpi,
+        format: fitted.format,
+        warnings: fitted.warnings,
+        stages: clock.stages,
+    })
+}
+
+/// Timing of an I/O stage on the async runtime. Its task may hop between threads, so no thread
+/// clock can be attributed to it; it waits on I/O, and its CPU cost is reported as zero.
+fn io_stage(name: &'static str, started: Instant) -> StageTiming {
+    StageTiming {
+        name,
+        cpu_seconds: 0.0,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// What a successful job produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct StageTiming {
-    pub name: &'static str,
-    pub wall_seconds: f64,
+pub struct JobOutput {
+    pub output_key: String,
+    pub filename: String,
+    pub bytes: u64,
+    pub processed: Processed,
 }
 
 /// The pipeline and what it shares across jobs.
@@ -66,44 +180,28 @@ impl Pipeline {
 
     /// Runs every stage for one job.
     pub async fn run(&self, job: &JobInput) -> Result<JobOutput, JobError> {
-        let mut stages = Vec::new();
-        let mut timed = |name, started: Instant| {
-            stages.push(StageTiming {
-                name,
-                wall_seconds: started.elapsed().as_secs_f64(),
-            });
-        };
-
         let t = Instant::now();
         let input = fetch::fetch(&self.storage, &job.input_key).await?;
-        timed("fetch", t);
+        let fetch_timing = io_stage("fetch", t);
 
-        let t = Instant::now();
         let limits = self.limits.clone();
         let rule = job.rule.clone();
-        let fitted = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
-            let image = decode::decode(&input, &limits)?;
-            Ok(schema_fit::fit(&image, &rule)?)
-        })
-        .await
-        .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
-        timed("schema", t);
+        let mut processed =
+            tokio::task::spawn_blocking(move || process_image(&input, &rule, &limits))
+                .await
+                .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
 
-        let t = Instant::now();
         let filename = schema_fit::output_filename(&job.rule, job.job_id);
-        let key = upload::upload(&self.storage, job, &filename, fitted.bytes.clone()).await?;
-        timed("upload", t);
-
+        let t = Instant::now();
+        let key = upload::upload(&self.storage, job, &filename, processed.bytes.clone()).await?;
+        let upload_timing = io_stage("upload", t);
+        processed.stages.insert(0, fetch_timing);
+        processed.stages.push(upload_timing);
         Ok(JobOutput {
             output_key: key,
             filename,
-            bytes: fitted.bytes.len() as u64,
-            width: fitted.width,
-            height: fitted.height,
-            dpi: fitted.dpi,
-            format: fitted.format,
-            warnings: fitted.warnings,
-            stages,
+            bytes: processed.bytes.len() as u64,
+            processed,
         })
     }
 }

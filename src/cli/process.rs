@@ -1,0 +1,143 @@
+//! `rythmiq process`: the worker's pipeline, locally, with no database or storage. Portal rules
+//! are the ones compiled in from the seed migration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use rythmiq_shared::domain::PortalRule;
+use rythmiq_worker::pipeline::{self, Processed, decode::DecodeLimits};
+use serde_json::{Value, json};
+
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    /// The photo, signature or scan to convert.
+    #[arg(required_unless_present = "list_portals")]
+    input: Option<PathBuf>,
+    /// Portal rule slug.
+    #[arg(long, required_unless_present = "list_portals")]
+    portal: Option<String>,
+    /// Where to write the output file.
+    #[arg(long, required_unless_present = "list_portals")]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of a human summary.
+    #[arg(long)]
+    json: bool,
+    /// List the portal slugs and exit.
+    #[arg(long)]
+    list_portals: bool,
+}
+
+pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    let rules = rythmiq_shared::portals::builtin()?;
+    if args.list_portals {
+        for r in &rules {
+            println!(
+                "{:<26} {:>4}x{:<4} {:>3} dpi {:<4} {}-{} KB  {}",
+                r.slug,
+                r.width,
+                r.height,
+                r.dpi,
+                r.format.extension(),
+                r.min_kb,
+                r.max_kb,
+                r.name
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(input), Some(slug), Some(out)) = (args.input, args.portal, args.out) else {
+        anyhow::bail!("INPUT, --portal and --out are required");
+    };
+    let Some(rule) = rules.into_iter().find(|r| r.slug == slug) else {
+        return Ok(report(
+            args.json,
+            &slug,
+            Err((
+                "PAYLOAD_INVALID",
+                format!("unknown portal {slug:?}; `rythmiq process --list-portals` lists them"),
+            )),
+        ));
+    };
+    let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+    let outcome = pipeline::process_image(&bytes, &rule, &DecodeLimits::default());
+    let result = match outcome {
+        Ok(p) => {
+            std::fs::write(&out, &p.bytes).with_context(|| format!("writing {}", out.display()))?;
+            Ok((p, &rule))
+        }
+        Err(e) => Err((e.code().as_str(), e.to_string())),
+    };
+    Ok(report(args.json, &slug, result))
+}
+
+fn report(
+    as_json: bool,
+    slug: &str,
+    result: Result<(Processed, &PortalRule), (&str, String)>,
+) -> ExitCode {
+    let (value, code): (Value, ExitCode) = match &result {
+        Ok((p, _)) => (
+            json!({
+                "status": "ok",
+                "error_code": null,
+                "message": null,
+                "portal": slug,
+                "path": p.path,
+                "quality_score": p.quality.score,
+                "quality": p.quality,
+                "enhancement": p.enhancement,
+                "output": {
+                    "bytes": p.bytes.len(),
+                    "width": p.width,
+                    "height": p.height,
+                    "dpi": p.dpi,
+                    "format": p.format.extension(),
+                },
+                "stages": p.stages,
+                "warnings": p.warnings,
+            }),
+            ExitCode::SUCCESS,
+        ),
+        Err((error_code, message)) => (
+            json!({
+                "status": "error",
+                "error_code": error_code,
+                "message": message,
+                "portal": slug,
+                "path": null,
+                "quality_score": null,
+                "output": null,
+                "stages": [],
+                "warnings": [],
+            }),
+            ExitCode::from(2),
+        ),
+    };
+    if as_json {
+        println!("{value}");
+    } else {
+        match &result {
+            Ok((p, rule)) => {
+                println!(
+                    "ok: {} {}x{} {} dpi, {} bytes (window {}-{} bytes), {} path, quality {:.2}",
+                    rule.slug,
+                    p.width,
+                    p.height,
+                    p.dpi,
+                    p.bytes.len(),
+                    rule.byte_window().0,
+                    rule.byte_window().1,
+                    p.path.as_str(),
+                    p.quality.score
+                );
+                for w in &p.warnings {
+                    println!("warning: {w}");
+                }
+            }
+            Err((error_code, message)) => eprintln!("error {error_code}: {message}"),
+        }
+    }
+    code
+}

@@ -1,0 +1,109 @@
+//! `rythmiq process`: the worker's pipeline as a local command, over every seeded portal rule.
+
+mod common;
+
+use std::process::Command;
+
+use anyhow::Result;
+use common::{photo_jpeg, shared_tempdir, write_file};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
+
+fn process(input: &std::path::Path, portal: &str, out: &std::path::Path) -> Result<(bool, Value)> {
+    let o = Command::new(BIN)
+        .arg("process")
+        .arg(input)
+        .args(["--portal", portal, "--json", "--out"])
+        .arg(out)
+        .output()?;
+    let v: Value = serde_json::from_slice(&o.stdout)?;
+    Ok((o.status.success(), v))
+}
+
+#[test]
+fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let photo = write_file(dir.path(), "photo.jpg", &photo_jpeg(1600, 2000, 5))?;
+    let rules = rythmiq_shared::portals::builtin()?;
+    assert!(rules.len() >= 9);
+    for rule in rules {
+        let out = dir.path().join(format!("{}.out", rule.slug));
+        let (ok, v) = process(&photo, &rule.slug, &out)?;
+        assert!(ok, "{}: {v}", rule.slug);
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["portal"], rule.slug.as_str());
+        assert!(v["path"] == "fast" || v["path"] == "standard");
+        let score = v["quality_score"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&score));
+        let names: Vec<&str> = v["stages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"decode") && names.contains(&"quality") && names.contains(&"schema"),
+            "{names:?}"
+        );
+        for s in v["stages"].as_array().into_iter().flatten() {
+            assert!(s["cpu_seconds"].as_f64().is_some() && s["wall_seconds"].as_f64().is_some());
+        }
+        let bytes = std::fs::read(&out)?;
+        assert_eq!(v["output"]["bytes"].as_u64(), Some(bytes.len() as u64));
+        let (min, max) = rule.byte_window();
+        assert!(
+            (min..=max).contains(&(bytes.len() as u64)),
+            "{}: {} bytes",
+            rule.slug,
+            bytes.len()
+        );
+        assert_eq!(v["output"]["width"].as_i64(), Some(i64::from(rule.width)));
+        assert_eq!(v["output"]["height"].as_i64(), Some(i64::from(rule.height)));
+        assert_eq!(v["output"]["dpi"].as_i64(), Some(i64::from(rule.dpi)));
+        if rule.format != rythmiq_shared::domain::OutputFormat::Pdf {
+            let img = image::load_from_memory(&bytes)?;
+            assert_eq!(
+                (img.width() as i32, img.height() as i32),
+                (rule.width, rule.height)
+            );
+        } else {
+            assert!(bytes.starts_with(b"%PDF-"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn failures_are_json_with_a_code_and_a_non_zero_exit() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let text = write_file(dir.path(), "notes.png", b"this is text, not a picture")?;
+    let (ok, v) = process(&text, "neet-ug-2026-photo", &dir.path().join("x"))?;
+    assert!(!ok);
+    assert_eq!(v["status"], "error");
+    assert!(
+        v["error_code"] == "PAYLOAD_INVALID" || v["error_code"] == "DECODE_FAILED",
+        "{v}"
+    );
+    assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(!dir.path().join("x").exists(), "nothing written on failure");
+
+    let photo = write_file(dir.path(), "p.jpg", &photo_jpeg(300, 400, 1))?;
+    let (ok, v) = process(&photo, "no-such-portal", &dir.path().join("y"))?;
+    assert!(!ok);
+    assert_eq!(v["status"], "error");
+
+    let list = Command::new(BIN)
+        .args(["process", "--list-portals"])
+        .output()?;
+    assert!(list.status.success());
+    let listed = String::from_utf8(list.stdout)?;
+    for slug in [
+        "neet-ug-2026-photo",
+        "ibps-2026-signature",
+        "aadhaar-update-document",
+    ] {
+        assert!(listed.contains(slug), "{listed}");
+    }
+    Ok(())
+}
