@@ -533,3 +533,19 @@ async fn service_endpoints_describe_themselves() -> Result<()> {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     Ok(())
 }
+
+#[tokio::test]
+async fn compiled_in_portal_rules_match_the_database() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let from_db = rythmiq_shared::db::active_portals(&app.pool).await?;
+    let mut builtin = rythmiq_shared::portals::builtin()?;
+    builtin.sort_by(|a, b| a.slug.cmp(&b.slug));
+    assert_eq!(from_db.len(), builtin.len());
+    for (db, bi) in from_db.iter().zip(&builtin) {
+        // Same rule but for the row id, which only the database assigns.
+        let mut bi = bi.clone();
+        bi.id = db.id;
+        assert_eq!(db, &bi);
+    }
+    Ok(())
+}

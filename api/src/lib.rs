@@ -7,8 +7,11 @@ pub mod events;
 pub mod routes;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use rythmiq_shared::config::ApiSettings;
 use rythmiq_shared::storage::Storage;
 use sqlx::PgPool;
@@ -24,18 +27,69 @@ pub struct AppState {
     pub storage: Storage,
     pub settings: ApiSettings,
     pub events: events::JobEvents,
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, storage: Storage, settings: ApiSettings) -> Self {
         let events = events::JobEvents::spawn(pool.clone());
+        let metrics = match rythmiq_shared::metrics::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics recorder unavailable; /metrics disabled");
+                None
+            }
+        };
+        tokio::spawn(refresh_gauges(pool.clone()));
         Self {
             pool,
             storage,
             settings,
             events,
+            metrics,
         }
     }
+}
+
+/// Keeps the queue-depth and alert gauges current for the autoscaler and the dashboards.
+async fn refresh_gauges(pool: PgPool) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    while !pool.is_closed() {
+        tick.tick().await;
+        if let Err(e) = rythmiq_shared::metrics::refresh_db_gauges(&pool).await {
+            tracing::debug!(error = %e, "gauge refresh failed");
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError> {
+    // Scrapes see current queue numbers, not ones up to 5 s old.
+    if let Err(e) = rythmiq_shared::metrics::refresh_db_gauges(&state.pool).await {
+        tracing::warn!(error = %e, "gauge refresh failed");
+    }
+    state
+        .metrics
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .ok_or(ApiError::NotFound)
+}
+
+/// Counts and times every request by its matched route (bounded labels, never the raw path).
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!(rythmiq_shared::metrics::API_REQUESTS_TOTAL,
+        "route" => route.clone(), "method" => method, "status" => status)
+    .increment(1);
+    metrics::histogram!(rythmiq_shared::metrics::API_LATENCY_SECONDS, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
 }
 
 #[derive(OpenApi)]
@@ -85,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics_text))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -81,6 +81,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "60",
         "object-store write timeout (UPLOAD_FAILED)",
     ),
+    (
+        "RYTHMIQ_MAINTENANCE_SECS",
+        "300",
+        "how often the fleet refreshes rollups and applies retention",
+    ),
+    (
+        "RYTHMIQ_RETENTION_DAYS",
+        "90",
+        "age after which cpu_metrics and error_events rows are removed",
+    ),
+    (
+        "RYTHMIQ_METRICS_LISTEN",
+        "0.0.0.0:9100",
+        "where `rythmiq worker` serves /metrics (the API serves its own)",
+    ),
     ("RUST_LOG", "info", "log filter"),
 ];
 
@@ -160,6 +175,8 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     pub shutdown_timeout: Duration,
     pub job_timeout: Duration,
+    pub maintenance_interval: Duration,
+    pub retention_days: u32,
 }
 
 impl WorkerSettings {
@@ -187,6 +204,8 @@ impl WorkerSettings {
             retry_max: Duration::from_secs(var("RYTHMIQ_RETRY_MAX_SECS", 300)?),
             shutdown_timeout: Duration::from_secs(var("RYTHMIQ_SHUTDOWN_TIMEOUT_SECS", 30)?),
             job_timeout: Duration::from_secs(var("RYTHMIQ_JOB_TIMEOUT_SECS", 300)?),
+            maintenance_interval: Duration::from_secs(var("RYTHMIQ_MAINTENANCE_SECS", 300)?),
+            retention_days: var("RYTHMIQ_RETENTION_DAYS", 90)?,
         })
     }
 
@@ -219,6 +238,8 @@ mod tests {
             retry_max: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             job_timeout: Duration::from_secs(300),
+            maintenance_interval: Duration::from_secs(300),
+            retention_days: 90,
         };
         assert_eq!(s.backoff(1), Duration::from_secs(2));
         assert_eq!(s.backoff(2), Duration::from_secs(4));

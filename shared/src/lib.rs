@@ -8,6 +8,8 @@ pub mod db;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
+pub mod metrics;
+pub mod portals;
 pub mod sniff;
 pub mod storage;
 pub mod telemetry;

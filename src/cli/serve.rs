@@ -43,6 +43,17 @@ pub async fn api() -> anyhow::Result<ExitCode> {
 
 pub async fn worker() -> anyhow::Result<ExitCode> {
     let settings = WorkerSettings::from_env()?;
+    let metrics = rythmiq_shared::metrics::install()?;
+    let listen = config::var("RYTHMIQ_METRICS_LISTEN", "0.0.0.0:9100".to_string())?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen} for /metrics"))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
     let storage = Storage::open(StorageSettings::from_env()?)?;
     let worker = rythmiq_worker::Worker::new(
         pool().await?,

@@ -138,6 +138,8 @@ pub fn fast_worker_settings() -> WorkerSettings {
         retry_max: Duration::from_secs(4),
         shutdown_timeout: Duration::from_secs(10),
         job_timeout: Duration::from_secs(120),
+        maintenance_interval: Duration::from_secs(2),
+        retention_days: 90,
     }
 }
 
@@ -227,6 +229,7 @@ impl TestApp {
             .env("RYTHMIQ_ORPHAN_TIMEOUT_SECS", "3")
             .env("RYTHMIQ_RETRY_BASE_SECS", "1")
             .env("RYTHMIQ_POLL_INTERVAL_MS", "500")
+            .env("RYTHMIQ_METRICS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use apalis_core::worker::context::WorkerContext;
 use rythmiq_shared::config::WorkerSettings;
 use rythmiq_shared::db::TASK_INSERT_CHANNEL;
+use rythmiq_shared::metrics as m;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
@@ -31,6 +32,21 @@ pub struct Worker {
     pub settings: WorkerSettings,
     pub name: String,
     wake: Arc<Notify>,
+    warm: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn record_success_metrics(out: &crate::pipeline::JobOutput, portal: String) {
+    let p = &out.processed;
+    metrics::counter!(m::JOBS_TOTAL, "status" => "completed", "path" => p.path.as_str(),
+                      "portal" => portal)
+    .increment(1);
+    let mut total = 0.0;
+    for s in &p.stages {
+        total += s.cpu_seconds;
+        metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => s.name).record(s.cpu_seconds);
+    }
+    metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => "total").record(total);
+    metrics::histogram!(m::QUALITY_SCORE).record(f64::from(p.quality.score));
 }
 
 /// A unique name: host, process id and a random suffix (several processes may share a pid
@@ -54,6 +70,7 @@ impl Worker {
             settings,
             name: unique_name(),
             wake: Arc::new(Notify::new()),
+            warm: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -75,6 +92,7 @@ impl Worker {
         let background = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop(background.clone()));
         let listener = tokio::spawn(self.clone().listen_loop(background.clone()));
+        let maintenance = tokio::spawn(self.clone().maintenance_loop(background.clone()));
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
             slots.spawn(self.clone().slot_loop(slot, shutdown.clone()));
@@ -88,6 +106,7 @@ impl Worker {
         background.cancel();
         let _ = heartbeat.await;
         let _ = listener.await;
+        let _ = maintenance.await;
         tracing::info!(worker = %self.name, "worker stopped");
         Ok(())
     }
@@ -109,6 +128,22 @@ impl Worker {
                 Ok(n) if n > 0 => self.wake.notify_waiters(),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "orphan reaping failed; will retry"),
+            }
+        }
+    }
+
+    /// Rollup refresh and retention, by one worker of the fleet at a time (advisory lock).
+    async fn maintenance_loop(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.maintenance_interval);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match store::maintenance(&self.pool, self.settings.retention_days).await {
+                Ok(Some(purged)) => tracing::info!(purged, "rollups refreshed, retention applied"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
             }
         }
     }
@@ -192,6 +227,11 @@ impl Worker {
 
     async fn run_job_in_span(&self, started: Started, shutdown: &CancellationToken) {
         tracing::info!(portal = %started.input.rule.slug, "job started");
+        let began = std::time::Instant::now();
+        // The first job of a process pays for cold caches (and, with OCR, model loading).
+        let cold = !self.warm.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let in_progress = metrics::gauge!(m::JOBS_IN_PROGRESS);
+        in_progress.increment(1.0);
 
         let work =
             tokio::time::timeout(self.settings.job_timeout, self.pipeline.run(&started.input));
@@ -204,15 +244,28 @@ impl Worker {
             () = grace => {
                 tracing::warn!("shutdown grace period over; handing the job back");
                 self.retry_db("release", || store::release(&self.pool, &self.name, &started)).await;
+                in_progress.decrement(1.0);
                 return;
             }
         };
+        in_progress.decrement(1.0);
+        let wall = began.elapsed().as_secs_f64();
+        metrics::histogram!(m::JOB_LATENCY_SECONDS).record(wall);
+        if cold {
+            metrics::counter!(m::COLD_STARTS_TOTAL).increment(1);
+        }
+        let portal = started.input.rule.slug.clone();
 
         match result {
             Ok(out) => {
+                record_success_metrics(&out, portal);
+                let cost = store::AttemptCost {
+                    cold,
+                    wall_seconds: wall,
+                };
                 let ok = self
                     .retry_db("complete", || {
-                        store::complete(&self.pool, &self.name, &started, &out)
+                        store::complete(&self.pool, &self.name, &started, &out, &cost)
                     })
                     .await;
                 if ok == Some(false) {
@@ -231,6 +284,16 @@ impl Worker {
                     })
                     .await
                     .flatten();
+                metrics::counter!(m::ERRORS_TOTAL, "code" => code.as_str(), "stage" => code.stage())
+                    .increment(1);
+                let status = if state == Some("pending") {
+                    "retried"
+                } else {
+                    "failed"
+                };
+                metrics::counter!(m::JOBS_TOTAL, "status" => status, "path" => "unknown",
+                                  "portal" => portal)
+                .increment(1);
                 tracing::warn!(error_code = %code, state, "job attempt failed");
             }
         }

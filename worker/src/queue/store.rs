@@ -145,6 +145,7 @@ pub async fn complete(
     worker: &str,
     started: &Started,
     out: &JobOutput,
+    cost: &AttemptCost,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if !release_lock(&mut tx, worker, &started.task_id, "Done", None).await? {
@@ -161,12 +162,12 @@ pub async fn complete(
     .bind(job)
     .bind(&out.output_key)
     .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
-    .bind(i32::try_from(out.width).unwrap_or(i32::MAX))
-    .bind(i32::try_from(out.height).unwrap_or(i32::MAX))
-    .bind(i32::try_from(out.dpi).unwrap_or(i32::MAX))
-    .bind(out.format.extension())
+    .bind(i32::try_from(out.processed.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.processed.height).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.processed.dpi).unwrap_or(i32::MAX))
+    .bind(out.processed.format.extension())
     .bind(&out.filename)
-    .bind(serde_json::json!(out.warnings))
+    .bind(serde_json::json!(out.processed.warnings))
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -178,13 +179,97 @@ pub async fn complete(
     .bind(job)
     .bind(&out.output_key)
     .bind(&out.filename)
-    .bind(out.format.content_type())
+    .bind(out.processed.format.content_type())
     .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
     .execute(&mut *tx)
     .await?;
+    record_cpu(&mut tx, worker, started, out, cost).await?;
     tx.commit().await?;
     Ok(true)
 }
+
+/// How an attempt ran, for `cpu_metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCost {
+    /// The first job of this worker process (caches and models not yet warm).
+    pub cold: bool,
+    pub wall_seconds: f64,
+}
+
+/// One `cpu_metrics` row per finished job, written with the job's completion.
+async fn record_cpu(
+    tx: &mut Transaction<'_, Postgres>,
+    worker: &str,
+    started: &Started,
+    out: &JobOutput,
+    cost: &AttemptCost,
+) -> Result<(), sqlx::Error> {
+    let p = &out.processed;
+    let stage = |name: &str| -> Option<f64> {
+        let mut found = p.stages.iter().filter(|s| s.name == name).peekable();
+        found.peek()?;
+        Some(found.map(|s| s.cpu_seconds).sum())
+    };
+    let total: f64 = p.stages.iter().map(|s| s.cpu_seconds).sum();
+    sqlx::query(
+        "INSERT INTO cpu_metrics (job_id, worker_id, execution_temperature, processing_path,
+                total_cpu_seconds, total_wall_seconds, fetch_cpu_seconds, decode_cpu_seconds,
+                quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
+                ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds, input_file_size_bytes,
+                output_file_size_bytes, quality_score, ocr_confidence, enhancement_skipped,
+                page_count)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, input_bytes, $15,
+                $16, $17, $18, 1
+         FROM jobs WHERE id = $1",
+    )
+    .bind(started.input.job_id)
+    .bind(worker)
+    .bind(if cost.cold { "cold" } else { "warm" })
+    .bind(p.path.as_str())
+    .bind(total)
+    .bind(cost.wall_seconds)
+    .bind(stage("fetch"))
+    .bind(stage("decode"))
+    .bind(stage("quality"))
+    .bind(stage("pre_ocr"))
+    .bind(stage("enhance"))
+    .bind(stage("ocr"))
+    .bind(stage("schema"))
+    .bind(stage("upload"))
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(f64::from(p.quality.score))
+    .bind(None::<f64>)
+    .bind(p.enhancement.is_none())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Fleet housekeeping, run by whichever worker takes the advisory lock (one runner at a time):
+/// refresh the rollups and apply retention. Returns the rows purged, or None when another
+/// worker holds the lock.
+pub async fn maintenance(pool: &PgPool, keep_days: u32) -> Result<Option<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(MAINTENANCE_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    sqlx::query("SELECT refresh_rollups()")
+        .execute(&mut *tx)
+        .await?;
+    let purged: i64 = sqlx::query_scalar("SELECT purge_observability(make_interval(days => $1))")
+        .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(purged))
+}
+
+/// Advisory lock key of the maintenance runner ("rythmiq" in ASCII).
+pub const MAINTENANCE_LOCK: i64 = 0x0072_7974_686d_6971;
 
 /// Records a failed attempt: retried after a persisted backoff when the code is retryable and
 /// attempts remain, failed for good otherwise. Returns the job's new state, or None when the

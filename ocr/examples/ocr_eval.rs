@@ -1,0 +1,233 @@
+//! Accuracy and speed benchmark (issue 4): renders an evaluation set of
+//! 2000-px pages with known text (several fonts and sizes; clean, blurred,
+//! noisy, dark, skewed, rotated 180° and 90°), reads every page with this
+//! engine and with Tesseract 5 in the same run, and prints the character
+//! error rate and CPU seconds per page for both.
+//!
+//! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--keep DIR] [--threads N]`
+//! (normally through `load/ocr/bench.sh`). Needs the models
+//! (`scripts/fetch-models.sh`), `fonts-dejavu-core` and `tesseract-ocr`.
+
+#[path = "../tests/support/render.rs"]
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use image::RgbImage;
+use image::imageops::{blur, rotate90, rotate180};
+use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
+
+/// CPU seconds (user + system) of this process (`self`) or of its waited-for
+/// children (`children`), from /proc/self/stat.
+fn cpu_seconds(children: bool) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14..=17, i.e. indices 11..=14 here.
+    let ticks = if children {
+        f.get(13).copied().unwrap_or(0.0) + f.get(14).copied().unwrap_or(0.0)
+    } else {
+        f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)
+    };
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+struct Case {
+    name: String,
+    image: RgbImage,
+    text: String,
+}
+
+/// The evaluation set: 2000-px-tall portrait pages (A4 at ~240 dpi).
+fn build_set() -> Vec<Case> {
+    let (w, h) = (1414, 2000);
+    let mut cases = Vec::new();
+    let mut add =
+        |name: &str, font: &str, px: f32, start: usize, f: &dyn Fn(&RgbImage) -> RgbImage| {
+            let p = render::page(&render::font(font), px, w, h, start);
+            cases.push(Case {
+                name: name.to_string(),
+                image: f(&p.image),
+                text: p.text,
+            });
+        };
+    let id = |i: &RgbImage| i.clone();
+    add("serif-36-clean", "DejaVuSerif.ttf", 36.0, 0, &id);
+    add("sans-28-clean", "DejaVuSans.ttf", 28.0, 3, &id);
+    add("mono-40-clean", "DejaVuSansMono.ttf", 40.0, 6, &id);
+    add(
+        "condensed-44-clean",
+        "DejaVuSerifCondensed.ttf",
+        44.0,
+        9,
+        &id,
+    );
+    add("sans-32-blurred", "DejaVuSans.ttf", 32.0, 12, &|i| {
+        blur(i, 1.5)
+    });
+    add("serif-32-noisy", "DejaVuSerif.ttf", 32.0, 15, &|i| {
+        render::noise(i, 70.0, 11)
+    });
+    add("sans-36-dark", "DejaVuSans.ttf", 36.0, 18, &|i| {
+        render::dark(i, 25, 110)
+    });
+    add("serif-36-skew+3", "DejaVuSerif.ttf", 36.0, 2, &|i| {
+        render::skew(i, 3.0)
+    });
+    add("sans-32-skew-2", "DejaVuSans.ttf", 32.0, 5, &|i| {
+        render::skew(i, -2.0)
+    });
+    add("serif-36-rot180", "DejaVuSerif.ttf", 36.0, 8, &rotate180);
+    add("sans-36-rot90", "DejaVuSans.ttf", 36.0, 11, &rotate90);
+    cases
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        0.0
+    } else if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    }
+}
+
+fn tesseract(png: &Path) -> Option<(String, f64)> {
+    let before = cpu_seconds(true);
+    // --psm 1: automatic page segmentation with orientation detection, so
+    // Tesseract too gets the chance to turn rotated pages.
+    let out = Command::new("tesseract")
+        .arg(png)
+        .arg("stdout")
+        .args(["--psm", "1", "-l", "eng"])
+        .output()
+        .ok()?;
+    let cpu = cpu_seconds(true) - before;
+    Some((String::from_utf8_lossy(&out.stdout).into_owned(), cpu))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let use_tess = !args.iter().any(|a| a == "--no-tesseract");
+    let arg_val = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let threads: usize = arg_val("--threads")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let keep = arg_val("--keep").map(PathBuf::from);
+    let dir = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("rythmiq-ocr-eval-{}", std::process::id()))
+    });
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("{}: {e}", dir.display());
+        std::process::exit(1);
+    }
+    let tess_ok = use_tess
+        && Command::new("tesseract")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if use_tess && !tess_ok {
+        eprintln!("tesseract not found: apt-get install tesseract-ocr (comparison skipped)");
+    }
+
+    let engine = match OcrEngine::load(&EngineConfig {
+        models_dir: rythmiq_ocr::default_models_dir(),
+        threads,
+    }) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let cases = build_set();
+    println!(
+        "{:<20} {:>9} {:>8} {:>4} | {:>9} {:>8}",
+        "page", "ours CER", "CPU-s", "rot", "tess CER", "CPU-s"
+    );
+    let (mut ours_cer, mut ours_cpu, mut t_cer, mut t_cpu) = (vec![], vec![], vec![], vec![]);
+    for c in &cases {
+        let png = dir.join(format!("{}.png", c.name));
+        if let Err(e) = c.image.save(&png) {
+            eprintln!("{}: {e}", png.display());
+            std::process::exit(1);
+        }
+        let _ = std::fs::write(dir.join(format!("{}.txt", c.name)), &c.text);
+        let before = cpu_seconds(false);
+        let page = match engine.recognize(&c.image, &OcrOptions::default()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}: {e}", c.name);
+                std::process::exit(1);
+            }
+        };
+        let cpu = cpu_seconds(false) - before;
+        let cer = render::cer(&c.text, &page.text);
+        ours_cer.push(cer);
+        ours_cpu.push(cpu);
+        let tess = if tess_ok { tesseract(&png) } else { None };
+        match tess {
+            Some((text, tcpu)) => {
+                let tc = render::cer(&c.text, &text);
+                t_cer.push(tc);
+                t_cpu.push(tcpu);
+                println!(
+                    "{:<20} {cer:>9.4} {cpu:>8.2} {:>4} | {tc:>9.4} {tcpu:>8.2}",
+                    c.name, page.rotation
+                );
+            }
+            None => println!(
+                "{:<20} {cer:>9.4} {cpu:>8.2} {:>4} |",
+                c.name, page.rotation
+            ),
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    println!();
+    println!(
+        "rythmiq-ocr : mean CER {:.4}, median CPU-s/page {:.2} ({} pages, {threads} threads)",
+        mean(&ours_cer),
+        median(&ours_cpu),
+        ours_cer.len()
+    );
+    if !t_cer.is_empty() {
+        println!(
+            "tesseract 5 : mean CER {:.4}, median CPU-s/page {:.2} (--psm 1, one process per page incl. its start-up)",
+            mean(&t_cer),
+            median(&t_cpu)
+        );
+        println!(
+            "ratio ours/tesseract: CER {:.2}x, CPU {:.2}x",
+            mean(&ours_cer) / mean(&t_cer).max(1e-9),
+            median(&ours_cpu) / median(&t_cpu).max(1e-9)
+        );
+    }
+    println!("goal: mean CER <= 0.01, below Tesseract's, at <= 0.5 CPU-s median per page");
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,34 @@
+//! Error type of the OCR engine.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading the models or reading a page.
+#[derive(Debug, thiserror::Error)]
+pub enum OcrError {
+    /// A model or dictionary file is not where the configuration says.
+    #[error(
+        "OCR model file {path} is missing; fetch the models with `scripts/fetch-models.sh` \
+         (it installs them into $RYTHMIQ_MODELS_DIR or ./models)"
+    )]
+    ModelMissing {
+        /// The file that was looked for.
+        path: PathBuf,
+    },
+    /// A model or dictionary file exists but cannot be used.
+    #[error(
+        "OCR model file {path} is corrupt or not the expected model ({reason}); \
+         re-fetch it with `scripts/fetch-models.sh`"
+    )]
+    ModelCorrupt {
+        /// The offending file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The input image cannot be processed (for example it has no pixels).
+    #[error("invalid input image: {0}")]
+    InvalidImage(String),
+    /// The inference runtime failed while running a model.
+    #[error("OCR inference failed: {0}")]
+    Inference(String),
+}

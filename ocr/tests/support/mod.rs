@@ -1,0 +1,3 @@
+//! Shared helpers for the tests and the benchmark example.
+
+pub mod render;

