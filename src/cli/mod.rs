@@ -2,6 +2,7 @@
 //! `token` and `submit` are for clients.
 
 mod dev;
+mod ocr;
 mod process;
 mod serve;
 mod submit;
@@ -44,6 +45,8 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Run the pipeline locally on one file (no database, no server).
     Process(process::ProcessArgs),
+    /// Read the text of one image with the OCR engine.
+    Ocr(ocr::OcrArgs),
     /// Run the HTTP API (DATABASE_URL, RYTHMIQ_JWT_SECRET and storage settings from the environment).
     Api,
     /// Run a worker process.
@@ -67,6 +70,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Submit(args) => submit::run(args).await,
         Command::Process(args) => tokio::task::spawn_blocking(move || process::run(args)).await?,
+        Command::Ocr(args) => tokio::task::spawn_blocking(move || ocr::run(args)).await?,
         Command::Api => serve::api().await,
         Command::Worker => serve::worker().await,
         Command::Migrate => serve::migrate().await,

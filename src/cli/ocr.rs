@@ -1,0 +1,44 @@
+//! `rythmiq ocr IMAGE [--json]`: the OCR engine alone on one image.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
+use rythmiq_worker::pipeline::decode::{self, DecodeLimits};
+
+#[derive(Args, Debug)]
+pub struct OcrArgs {
+    /// The image to read.
+    image: PathBuf,
+    /// Print `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
+    #[arg(long)]
+    json: bool,
+    /// Where the models are (default: $RYTHMIQ_MODELS_DIR, else ./models).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Intra-op threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+pub fn run(args: OcrArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = EngineConfig::default();
+    if let Some(dir) = args.models_dir {
+        cfg.models_dir = dir;
+    }
+    cfg.threads = args.threads;
+    let engine = OcrEngine::load(&cfg)?;
+    let bytes =
+        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
+    // The same safe decoder the pipeline uses (limits, EXIF orientation, ICC to sRGB).
+    let image = decode::decode(&bytes, &DecodeLimits::default())?.into_rgb8();
+    let page = engine.recognize(&image, &OcrOptions::default())?;
+    if args.json {
+        println!("{}", rythmiq_ocr::to_json(&page));
+    } else {
+        println!("{}", page.text);
+    }
+    Ok(ExitCode::SUCCESS)
+}
