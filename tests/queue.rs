@@ -23,6 +23,24 @@ async fn many_workers_process_every_job_exactly_once() -> Result<()> {
     let workers: Vec<_> = (0..3)
         .map(|_| app.start_worker(fast_worker_settings()))
         .collect();
+    // Meanwhile, no worker ever holds more tasks than its concurrency (no over-prefetch).
+    let sampler = {
+        let pool = app.pool.clone();
+        tokio::spawn(async move {
+            let mut most = 0i64;
+            for _ in 0..400 {
+                let held: Option<i64> = sqlx::query_scalar(
+                    "SELECT max(n) FROM (SELECT count(*) AS n FROM apalis.jobs
+                     WHERE status IN ('Queued', 'Running') GROUP BY lock_by) t",
+                )
+                .fetch_one(&pool)
+                .await?;
+                most = most.max(held.unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            anyhow::Ok(most)
+        })
+    };
     for id in &ids {
         let job = app.wait_terminal(*id, 120).await?;
         assert_eq!(job["status"], "completed", "{job}");
@@ -49,6 +67,12 @@ async fn many_workers_process_every_job_exactly_once() -> Result<()> {
         .fetch_one(&app.pool)
         .await?;
     assert_eq!(lost, 0);
+    let most = sampler.await??;
+    let concurrency = fast_worker_settings().concurrency as i64;
+    assert!(
+        most >= 1 && most <= concurrency,
+        "a worker held {most} tasks (concurrency {concurrency})"
+    );
     for (stop, _) in &workers {
         stop.cancel();
     }
