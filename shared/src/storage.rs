@@ -57,11 +57,10 @@ impl Storage {
     }
 }
 
-/// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, drops leading dots, caps the length.
-pub fn sanitize_filename(name: &str) -> String {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base
-        .chars()
+/// Replaces every character outside `[A-Za-z0-9._-]` with `_`: the one character set that is
+/// safe in object keys, file names and `Content-Disposition` headers alike.
+pub fn safe_chars(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
                 c
@@ -69,7 +68,13 @@ pub fn sanitize_filename(name: &str) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Keeps `[A-Za-z0-9._-]`, replaces the rest with `_`, drops leading dots, caps the length.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned = safe_chars(base);
     let trimmed = cleaned.trim_start_matches('.');
     let mut out: String = trimmed.chars().take(MAX_FILENAME).collect();
     if out.is_empty() {

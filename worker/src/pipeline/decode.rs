@@ -707,7 +707,7 @@ fn decode_heif(
 }
 
 /// Convert any colour type to 8-bit RGB, compositing transparency onto white.
-fn flatten_on_white(img: DynamicImage) -> RgbImage {
+pub(crate) fn flatten_on_white(img: DynamicImage) -> RgbImage {
     if !img.color().has_alpha() {
         return img.into_rgb8();
     }

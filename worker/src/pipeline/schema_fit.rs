@@ -11,7 +11,7 @@ use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::imageops::FilterType;
 use image::{
     DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits,
-    Rgb, RgbImage,
+    RgbImage,
 };
 use rythmiq_shared::domain::{DocumentKind, ErrorCode, OutputFormat, PortalRule};
 use uuid::Uuid;
@@ -220,16 +220,7 @@ pub fn output_filename(rule: &PortalRule, job_id: Uuid) -> String {
     }
     expanded.push_str(rest);
 
-    let sanitised: String = expanded
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let sanitised = rythmiq_shared::storage::safe_chars(&expanded);
     // A leading dot hides the file and a leading dash reads as a command-line flag.
     let sanitised = sanitised.trim_start_matches(['.', '-']);
 
@@ -280,7 +271,7 @@ fn resize_to_target(
     // Transparency goes onto white before any filtering, so transparent pixels' hidden colour
     // cannot bleed into the edges. Decode output is already opaque RGB8 and is borrowed as is.
     let source: Cow<'_, DynamicImage> = if img.color().has_alpha() {
-        Cow::Owned(DynamicImage::ImageRgb8(flatten_on_white(
+        Cow::Owned(DynamicImage::ImageRgb8(super::decode::flatten_on_white(
             img.crop_imm(x, y, cw, ch),
         )))
     } else if (x, y, cw, ch) == (0, 0, w, h) {
@@ -317,23 +308,6 @@ fn centre_crop(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32, u32, u32) {
         let ch = ((w64 * th64 + tw64 / 2) / tw64).clamp(1, h64);
         (0, narrow((h64 - ch) / 2, 0), w, narrow(ch, h))
     }
-}
-
-fn flatten_on_white(img: DynamicImage) -> RgbImage {
-    if !img.color().has_alpha() {
-        return img.into_rgb8();
-    }
-    let rgba = img.into_rgba8();
-    let mut out = RgbImage::new(rgba.width(), rgba.height());
-    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
-        let alpha = u16::from(src[3]);
-        let blend = |c: u8| -> u8 {
-            let v = (u16::from(c) * alpha + 255 * (255 - alpha) + 127) / 255;
-            u8::try_from(v).unwrap_or(u8::MAX)
-        };
-        *dst = Rgb([blend(src[0]), blend(src[1]), blend(src[2])]);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -932,6 +906,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use image::Rgb;
     use image::{GrayImage, Luma, Rgba, RgbaImage};
     use std::sync::OnceLock;
 
