@@ -1083,25 +1083,35 @@ mod tests {
         assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
     }
 
-    #[test]
-    fn every_accepted_format_decodes_to_rgb8() {
+    /// A 24×16 photo encoded in each format image-rs writes (GIF needs RGBA).
+    fn small_photo_in_every_format() -> Vec<(image::ImageFormat, Vec<u8>)> {
         let src = DynamicImage::ImageRgb8(photo(24, 16));
-        for format in [
+        [
             image::ImageFormat::Png,
             image::ImageFormat::Jpeg,
             image::ImageFormat::WebP,
             image::ImageFormat::Gif,
             image::ImageFormat::Bmp,
             image::ImageFormat::Tiff,
-        ] {
+        ]
+        .into_iter()
+        .map(|format| {
             let mut bytes = Cursor::new(Vec::new());
-            let encodable = if format == image::ImageFormat::Gif {
+            let img = if format == image::ImageFormat::Gif {
                 DynamicImage::ImageRgba8(src.to_rgba8())
             } else {
                 src.clone()
             };
-            encodable.write_to(&mut bytes, format).unwrap();
-            let img = decode(bytes.get_ref(), &limits()).unwrap();
+            img.write_to(&mut bytes, format).unwrap();
+            (format, bytes.into_inner())
+        })
+        .collect()
+    }
+
+    #[test]
+    fn every_accepted_format_decodes_to_rgb8() {
+        for (format, bytes) in small_photo_in_every_format() {
+            let img = decode(&bytes, &limits()).unwrap();
             assert_eq!((img.width(), img.height()), (24, 16), "{format:?}");
             assert!(img.as_rgb8().is_some(), "{format:?}");
         }
@@ -1559,25 +1569,10 @@ mod tests {
 
     /// Seeds: one small valid file per format (and code path), fixtures included.
     fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
-        let mut seeds = Vec::new();
-        let src = DynamicImage::ImageRgb8(photo(24, 16));
-        for format in [
-            image::ImageFormat::Png,
-            image::ImageFormat::Jpeg,
-            image::ImageFormat::WebP,
-            image::ImageFormat::Gif,
-            image::ImageFormat::Bmp,
-            image::ImageFormat::Tiff,
-        ] {
-            let mut bytes = Cursor::new(Vec::new());
-            let img = if format == image::ImageFormat::Gif {
-                DynamicImage::ImageRgba8(src.to_rgba8())
-            } else {
-                src.clone()
-            };
-            img.write_to(&mut bytes, format).unwrap();
-            seeds.push((format!("{format:?}"), bytes.into_inner()));
-        }
+        let mut seeds: Vec<(String, Vec<u8>)> = small_photo_in_every_format()
+            .into_iter()
+            .map(|(format, bytes)| (format!("{format:?}"), bytes))
+            .collect();
         for name in [
             "progressive.jpg",
             "cmyk-adobe.jpg",

@@ -242,34 +242,17 @@ impl GreyPlane {
         // factor × 255 as long as factor ≤ 257, i.e. a long side up to ~131,000 pixels; u32 is
         // used beyond that.
         let norm = 1.0 / (256.0 * (factor * factor) as f32);
+        let band = BandSums {
+            raw,
+            row_bytes,
+            used_bytes,
+            factor,
+            norm,
+        };
         if factor <= 257 {
-            let mut cols = vec![0u16; used_bytes];
-            for oy in 0..out_h {
-                cols.iter_mut().for_each(|c| *c = 0);
-                for y in oy * factor..(oy + 1) * factor {
-                    let start = y * row_bytes;
-                    if let Some(row) = raw.get(start..start + used_bytes) {
-                        for (c, &v) in cols.iter_mut().zip(row) {
-                            *c += u16::from(v);
-                        }
-                    }
-                }
-                fold_blocks(&cols, factor, norm, &mut data);
-            }
+            band.fold_all::<u16>(out_h, &mut data);
         } else {
-            let mut cols = vec![0u32; used_bytes];
-            for oy in 0..out_h {
-                cols.iter_mut().for_each(|c| *c = 0);
-                for y in oy * factor..(oy + 1) * factor {
-                    let start = y * row_bytes;
-                    if let Some(row) = raw.get(start..start + used_bytes) {
-                        for (c, &v) in cols.iter_mut().zip(row) {
-                            *c += u32::from(v);
-                        }
-                    }
-                }
-                fold_blocks(&cols, factor, norm, &mut data);
-            }
+            band.fold_all::<u32>(out_h, &mut data);
         }
         GreyPlane {
             width: out_w,
@@ -285,6 +268,37 @@ impl GreyPlane {
             hist[(v.round().clamp(0.0, 255.0)) as usize] += 1;
         }
         hist
+    }
+}
+
+/// The band-by-band downscale of [`GreyPlane`]'s constructor, generic over the accumulator
+/// width so small factors use the narrow (faster) one.
+struct BandSums<'a> {
+    raw: &'a [u8],
+    row_bytes: usize,
+    used_bytes: usize,
+    factor: usize,
+    norm: f32,
+}
+
+impl BandSums<'_> {
+    fn fold_all<T>(&self, out_h: usize, data: &mut Vec<f32>)
+    where
+        T: Copy + Default + From<u8> + Into<u32> + std::ops::AddAssign,
+    {
+        let mut cols = vec![T::default(); self.used_bytes];
+        for oy in 0..out_h {
+            cols.iter_mut().for_each(|c| *c = T::default());
+            for y in oy * self.factor..(oy + 1) * self.factor {
+                let start = y * self.row_bytes;
+                if let Some(row) = self.raw.get(start..start + self.used_bytes) {
+                    for (c, &v) in cols.iter_mut().zip(row) {
+                        *c += T::from(v);
+                    }
+                }
+            }
+            fold_blocks(&cols, self.factor, self.norm, data);
+        }
     }
 }
 
