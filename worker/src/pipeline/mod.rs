@@ -124,8 +124,10 @@ pub fn process_image(
     let (path, image, enhancement) = if quality.fast_path() {
         (ProcessingPath::Fast, image, None)
     } else {
-        let (enhanced, report) =
-            clock.stage("enhance", || enhance::enhance(&image, rule.kind, &quality));
+        let (enhanced, report) = clock.stage("enhance", || {
+            let reduced = reduce_toward(image, tw, th);
+            enhance::enhance(&reduced, rule.kind, &quality)
+        });
         (ProcessingPath::Standard, enhanced, Some(report))
     };
     let image = image::DynamicImage::ImageRgb8(image);
@@ -152,6 +154,24 @@ fn io_stage(name: &'static str, started: Instant) -> StageTiming {
         cpu_seconds: 0.0,
         wall_seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// Shrinks `image` (area averaging) so that it still covers twice the target in both directions
+/// after any aspect crop, and no more: ENHANCE then works on the pixels the output can show, not
+/// on a 12 MP original. Smaller images are returned as they are.
+fn reduce_toward(image: image::RgbImage, target_w: u32, target_h: u32) -> image::RgbImage {
+    let (w, h) = image.dimensions();
+    let factor = (f64::from(w) / (2.0 * f64::from(target_w.max(1))))
+        .min(f64::from(h) / (2.0 * f64::from(target_h.max(1))));
+    if factor <= 1.5 {
+        return image;
+    }
+    let (nw, nh) = (
+        (f64::from(w) / factor).ceil(),
+        (f64::from(h) / factor).ceil(),
+    );
+    // Both are at most the original dimensions, so the casts cannot overflow.
+    image::imageops::thumbnail(&image, nw as u32, nh as u32)
 }
 
 /// What a successful job produced.
@@ -203,5 +223,23 @@ impl Pipeline {
             bytes: processed.bytes.len() as u64,
             processed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduction_keeps_twice_the_target_after_any_crop() {
+        let big = image::RgbImage::new(4000, 3000);
+        let small = reduce_toward(big, 200, 230);
+        let (w, h) = small.dimensions();
+        assert!(w >= 400 && h >= 460, "{w}x{h}");
+        assert!(h <= 470, "no more than needed: {w}x{h}");
+        // Aspect ratio preserved (within a pixel of rounding).
+        assert!((f64::from(w) / f64::from(h) - 4000.0 / 3000.0).abs() < 0.01);
+        let tiny = image::RgbImage::new(300, 300);
+        assert_eq!(reduce_toward(tiny, 200, 230).dimensions(), (300, 300));
     }
 }
