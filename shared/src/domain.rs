@@ -34,6 +34,13 @@ impl OutputFormat {
         }
     }
 
+    /// The format a stored extension (as written by [`OutputFormat::extension`]) names.
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        [OutputFormat::Jpeg, OutputFormat::Png, OutputFormat::Pdf]
+            .into_iter()
+            .find(|f| f.extension() == ext)
+    }
+
     /// The file extension, without a dot.
     pub fn extension(self) -> &'static str {
         match self {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rythmiq_shared::db::{self, QUEUE};
-use rythmiq_shared::domain::{JobState, JobTask};
+use rythmiq_shared::domain::{JobState, JobTask, OutputFormat};
 use rythmiq_shared::sniff::sniff_image;
 use rythmiq_shared::storage::raw_key;
 use serde::{Deserialize, Serialize};
@@ -461,11 +461,11 @@ pub async fn output(
     let path = object_store::path::Path::parse(key)
         .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
     let bytes = state.storage.get(&path).await?;
-    let content_type = match row.output_format.as_deref() {
-        Some("png") => "image/png",
-        Some("pdf") => "application/pdf",
-        _ => "image/jpeg",
-    };
+    let content_type = row
+        .output_format
+        .as_deref()
+        .and_then(OutputFormat::from_extension)
+        .map_or("application/octet-stream", OutputFormat::content_type);
     let filename = row.output_filename.unwrap_or_else(|| format!("{id}"));
     let disposition = format!("attachment; filename=\"{filename}\"");
     let mut resp = (StatusCode::OK, bytes).into_response();
