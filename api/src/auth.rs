@@ -24,8 +24,13 @@ impl FromRequestParts<AppState> for User {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        rythmiq_shared::auth::verify(&state.settings.jwt_secret, token.trim())
-            .map(User)
-            .map_err(|_| ApiError::Unauthorized)
+        let user = rythmiq_shared::auth::verify(&state.settings.jwt_secret, token.trim())
+            .map_err(|_| ApiError::Unauthorized)?;
+        // The request span (and so its log lines) knows who asked, never by the raw id.
+        tracing::Span::current().record(
+            "user_id_hash",
+            rythmiq_shared::telemetry::user_id_hash(&user.to_string()),
+        );
+        Ok(User(user))
     }
 }

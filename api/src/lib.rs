@@ -4,12 +4,11 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod observe;
 pub mod routes;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rythmiq_shared::config::ApiSettings;
@@ -74,24 +73,6 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
         .ok_or(ApiError::NotFound)
 }
 
-/// Counts and times every request by its matched route (bounded labels, never the raw path).
-async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let started = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(rythmiq_shared::metrics::API_REQUESTS_TOTAL,
-        "route" => route.clone(), "method" => method, "status" => status)
-    .increment(1);
-    metrics::histogram!(rythmiq_shared::metrics::API_LATENCY_SECONDS, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    resp
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Rythmiq API", description = "Photos and scans in, portal-compliant files out."),
@@ -141,9 +122,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
         .fallback(fallback)
-        .layer(axum::middleware::from_fn(track))
+        .layer(axum::middleware::from_fn(observe::observe))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 

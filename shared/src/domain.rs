@@ -191,4 +191,8 @@ impl std::fmt::Display for ErrorCode {
 pub struct JobTask {
     pub job_id: Uuid,
     pub correlation_id: String,
+    /// W3C trace context of the request that enqueued the job; the worker continues that trace
+    /// (first attempt) or links to it (retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }

@@ -33,7 +33,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     let secret = super::jwt_secret(&data_dir, true)?;
 
-    tracing::info!(dir = %data_dir.join("pg").display(), "starting embedded postgres");
+    tracing::info!(data_dir = %data_dir.join("pg").display(), "starting embedded postgres");
     let pg = EmbeddedPostgres::start(EmbeddedOptions {
         data_dir: data_dir.join("pg"),
         port: None,

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rythmiq_shared::telemetry::LogFormat;
 use uuid::Uuid;
 
 #[derive(Parser, Debug)]
@@ -53,6 +54,35 @@ enum Command {
     Worker,
     /// Apply database migrations.
     Migrate,
+}
+
+impl Cli {
+    /// The `service` on this process's log lines and trace resource.
+    pub fn service(&self) -> &'static str {
+        match self.command {
+            Command::Api => "api",
+            Command::Worker => "worker",
+            Command::Dev(_) => "dev",
+            _ => "cli",
+        }
+    }
+
+    /// Long-running services log JSON for the log pipeline; commands run by hand log text.
+    pub fn default_log_format(&self) -> LogFormat {
+        match self.command {
+            Command::Api | Command::Worker | Command::Migrate => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    }
+
+    /// One-shot commands print their results on stdout (`--json` output), so their log lines
+    /// go to stderr.
+    pub fn logs_to_stderr(&self) -> bool {
+        !matches!(
+            self.command,
+            Command::Api | Command::Worker | Command::Migrate | Command::Dev(_)
+        )
+    }
 }
 
 /// Runs the chosen subcommand.

@@ -36,7 +36,7 @@ pub async fn api() -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "api listening");
+    tracing::info!(listen_addr = %listener.local_addr()?, "api listening");
     rythmiq_api::serve(listener, state, on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -48,7 +48,7 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen} for /metrics"))?;
-    tracing::info!(addr = %listener.local_addr()?, "worker metrics listening");
+    tracing::info!(listen_addr = %listener.local_addr()?, "worker metrics listening");
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || std::future::ready(metrics.render())),

@@ -219,20 +219,43 @@ impl TestApp {
         (stop, handle)
     }
 
-    /// Starts `rythmiq worker` as a separate process against this app's database and storage.
-    pub fn spawn_worker_process(&self, extra_env: &[(&str, &str)]) -> Result<Child> {
+    /// `rythmiq COMMAND` against this app's database and storage, with test-speed queue timings.
+    fn command(&self, command: &str) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rythmiq"));
-        cmd.arg("worker")
+        cmd.arg(command)
             .env("DATABASE_URL", &self.db_url)
             .env("RYTHMIQ_STORAGE_DIR", self.storage_dir.path())
+            .env("RYTHMIQ_JWT_SECRET", SECRET)
+            .env("RYTHMIQ_LISTEN", "127.0.0.1:0")
             .env("RYTHMIQ_HEARTBEAT_SECS", "1")
             .env("RYTHMIQ_ORPHAN_TIMEOUT_SECS", "3")
             .env("RYTHMIQ_RETRY_BASE_SECS", "1")
             .env("RYTHMIQ_POLL_INTERVAL_MS", "500")
             .env("RYTHMIQ_METRICS_LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Starts `rythmiq worker` as a separate process against this app's database and storage.
+    pub fn spawn_worker_process(&self, extra_env: &[(&str, &str)]) -> Result<Child> {
+        let mut cmd = self.command("worker");
+        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Ok(cmd.spawn()?)
+    }
+
+    /// Starts `rythmiq COMMAND` (`api` or `worker`) with everything it writes going to `log`.
+    pub fn spawn_logged(
+        &self,
+        command: &str,
+        extra_env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Child> {
+        let file = std::fs::File::create(log)?;
+        let mut cmd = self.command(command);
+        cmd.stdout(file.try_clone()?).stderr(file);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

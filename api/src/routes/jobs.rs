@@ -7,7 +7,7 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Extension, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use rythmiq_shared::db::{self, QUEUE};
 use rythmiq_shared::domain::{JobState, JobTask, OutputFormat};
 use rythmiq_shared::sniff::sniff_image;
 use rythmiq_shared::storage::raw_key;
+use rythmiq_shared::telemetry::trace;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
@@ -25,6 +26,7 @@ use crate::AppState;
 use crate::auth::User;
 use crate::error::{ApiError, ErrorBody};
 use crate::events::JobEvent;
+use crate::observe::CorrelationId;
 
 /// Longest `?wait=` accepted, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -225,19 +227,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-fn correlation_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        })
-        .map_or_else(|| Uuid::new_v4().to_string(), ToOwned::to_owned)
-}
-
 fn accepted(job_id: Uuid, status: JobState, correlation: &str, replay: bool) -> Response {
     let mut resp = (StatusCode::ACCEPTED, Json(Created { job_id, status })).into_response();
     let h = resp.headers_mut();
@@ -264,6 +253,7 @@ fn accepted(job_id: Uuid, status: JobState, correlation: &str, replay: bool) -> 
 pub async fn create(
     State(state): State<AppState>,
     User(user): User,
+    Extension(CorrelationId(correlation)): Extension<CorrelationId>,
     headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -274,7 +264,6 @@ pub async fn create(
         ))
     })?;
     let key = idempotency_key(&headers)?;
-    let correlation = correlation_id(&headers);
     let upload = read_upload(form, state.settings.max_upload_bytes).await?;
     let sniffed = sniff_image(&upload.file).ok_or_else(|| {
         ApiError::PayloadInvalid(
@@ -330,7 +319,8 @@ pub async fn create(
     .await;
     match outcome {
         Ok(true) => {
-            tracing::info!(%job_id, correlation_id = %correlation, portal = %rule.slug, "job enqueued");
+            tracing::Span::current().record("job_id", tracing::field::display(job_id));
+            tracing::info!(portal = %rule.slug, "job created");
             Ok(accepted(job_id, JobState::Pending, &correlation, false))
         }
         Ok(false) => {
@@ -397,6 +387,7 @@ async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError>
     let payload = serde_json::to_vec(&JobTask {
         job_id: a.job_id,
         correlation_id: a.correlation.into(),
+        traceparent: trace::current_traceparent(),
     })
     .map_err(|e| ApiError::Internal(format!("task payload: {e}")))?;
     let task = TaskBuilder::new(payload)

@@ -19,6 +19,7 @@ use cpu_time::ThreadTime;
 use rythmiq_shared::domain::{OutputFormat, PortalRule};
 use rythmiq_shared::storage::Storage;
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::JobError;
@@ -47,26 +48,45 @@ pub struct StageClock {
     pub stages: Vec<StageTiming>,
 }
 
+/// The span a stage runs in: its log lines carry `stage`, and its trace span is a child of the
+/// job's.
+pub fn stage_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!("stage", otel.name = name, stage = name)
+}
+
+/// The seeds' "stage completed" line; call inside the stage's span.
+fn log_stage(t: &StageTiming) {
+    tracing::info!(
+        cpu_seconds = t.cpu_seconds,
+        latency_ms = t.wall_seconds * 1000.0,
+        "stage completed"
+    );
+}
+
 impl StageClock {
-    /// Runs `f` as stage `name`, recording its CPU and wall time.
+    /// Runs `f` as stage `name` in its span, recording its CPU and wall time.
     pub fn stage<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let span = stage_span(name);
+        let _entered = span.enter();
         let (cpu, wall) = (ThreadTime::now(), Instant::now());
         let out = f();
-        self.stages.push(StageTiming {
+        self.record(
             name,
-            cpu_seconds: cpu.elapsed().as_secs_f64(),
-            wall_seconds: wall.elapsed().as_secs_f64(),
-        });
+            cpu.elapsed().as_secs_f64(),
+            wall.elapsed().as_secs_f64(),
+        );
         out
     }
 
-    /// Records a stage measured elsewhere (e.g. on another thread).
+    /// Records a stage measured elsewhere (e.g. on another thread); call inside its span.
     pub fn record(&mut self, name: &'static str, cpu_seconds: f64, wall_seconds: f64) {
-        self.stages.push(StageTiming {
+        let timing = StageTiming {
             name,
             cpu_seconds,
             wall_seconds,
-        });
+        };
+        log_stage(&timing);
+        self.stages.push(timing);
     }
 }
 
@@ -112,12 +132,18 @@ pub fn process_image(
 ) -> Result<Processed, JobError> {
     let mut clock = StageClock::default();
     let wall = Instant::now();
-    let (image, decode_cpu) = decode::decode_timed(input, limits)?;
-    clock.record(
-        "decode",
-        decode_cpu.as_secs_f64(),
-        wall.elapsed().as_secs_f64(),
-    );
+    let image = {
+        // The decode time limit runs the decoder on a thread of its own, which reports its CPU.
+        let span = stage_span("decode");
+        let _entered = span.enter();
+        let (image, decode_cpu) = decode::decode_timed(input, limits)?;
+        clock.record(
+            "decode",
+            decode_cpu.as_secs_f64(),
+            wall.elapsed().as_secs_f64(),
+        );
+        image
+    };
     let image = image.into_rgb8();
     let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
@@ -146,14 +172,22 @@ pub fn process_image(
     })
 }
 
-/// Timing of an I/O stage on the async runtime. Its task may hop between threads, so no thread
-/// clock can be attributed to it; it waits on I/O, and its CPU cost is reported as zero.
-fn io_stage(name: &'static str, started: Instant) -> StageTiming {
-    StageTiming {
+/// Runs an I/O stage on the async runtime in its span. Its task may hop between threads, so no
+/// thread clock can be attributed to it; it waits on I/O, and its CPU cost is reported as zero.
+async fn io_stage<T>(
+    name: &'static str,
+    work: impl std::future::Future<Output = Result<T, JobError>>,
+) -> Result<(T, StageTiming), JobError> {
+    let span = stage_span(name);
+    let started = Instant::now();
+    let out = work.instrument(span.clone()).await?;
+    let timing = StageTiming {
         name,
         cpu_seconds: 0.0,
         wall_seconds: started.elapsed().as_secs_f64(),
-    }
+    };
+    span.in_scope(|| log_stage(&timing));
+    Ok((out, timing))
 }
 
 /// Shrinks `image` (area averaging) so that it still covers twice the target in both directions
@@ -200,21 +234,25 @@ impl Pipeline {
 
     /// Runs every stage for one job.
     pub async fn run(&self, job: &JobInput) -> Result<JobOutput, JobError> {
-        let t = Instant::now();
-        let input = fetch::fetch(&self.storage, &job.input_key).await?;
-        let fetch_timing = io_stage("fetch", t);
+        let (input, fetch_timing) =
+            io_stage("fetch", fetch::fetch(&self.storage, &job.input_key)).await?;
 
         let limits = self.limits.clone();
         let rule = job.rule.clone();
-        let mut processed =
-            tokio::task::spawn_blocking(move || process_image(&input, &rule, &limits))
-                .await
-                .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
+        // The blocking thread continues the job's span, so its stages nest under the job.
+        let parent = tracing::Span::current();
+        let mut processed = tokio::task::spawn_blocking(move || {
+            parent.in_scope(|| process_image(&input, &rule, &limits))
+        })
+        .await
+        .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
 
         let filename = schema_fit::output_filename(&job.rule, job.job_id);
-        let t = Instant::now();
-        let key = upload::upload(&self.storage, job, &filename, processed.bytes.clone()).await?;
-        let upload_timing = io_stage("upload", t);
+        let (key, upload_timing) = io_stage(
+            "upload",
+            upload::upload(&self.storage, job, &filename, processed.bytes.clone()),
+        )
+        .await?;
         processed.stages.insert(0, fetch_timing);
         processed.stages.push(upload_timing);
         Ok(JobOutput {

@@ -14,6 +14,7 @@ use apalis_core::worker::context::WorkerContext;
 use rythmiq_shared::config::WorkerSettings;
 use rythmiq_shared::db::TASK_INSERT_CHANNEL;
 use rythmiq_shared::metrics as m;
+use rythmiq_shared::telemetry::{trace, user_id_hash};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
@@ -217,19 +218,35 @@ impl Worker {
     /// Runs one started job to an outcome the database records, or hands it back when a
     /// shutdown outlasts the grace period.
     async fn run_job(&self, started: Started, shutdown: &CancellationToken) {
-        let span = tracing::info_span!("job", job_id = %started.input.job_id,
-                                       correlation_id = %started.correlation_id,
-                                       attempt = started.attempt);
+        let span = tracing::info_span!("job",
+            otel.name = "job",
+            service = "worker",
+            job_id = %started.input.job_id,
+            correlation_id = %started.correlation_id,
+            user_id_hash = %user_id_hash(&started.input.user_id.to_string()),
+            attempt = started.attempt);
+        // The first attempt is part of the request's trace; a retry is its own trace, linked
+        // to the enqueue (it may run hours later, for a reason the request never saw).
+        if started.attempt <= 1 {
+            trace::continue_trace(&span, started.traceparent.as_deref());
+        } else {
+            trace::link_trace(&span, started.traceparent.as_deref());
+        }
         self.run_job_in_span(started, shutdown)
             .instrument(span)
             .await;
     }
 
     async fn run_job_in_span(&self, started: Started, shutdown: &CancellationToken) {
-        tracing::info!(portal = %started.input.rule.slug, "job started");
         let began = std::time::Instant::now();
         // The first job of a process pays for cold caches (and, with OCR, model loading).
         let cold = !self.warm.swap(true, std::sync::atomic::Ordering::Relaxed);
+        let temperature = if cold { "cold" } else { "warm" };
+        tracing::info!(portal = %started.input.rule.slug, execution_temperature = temperature,
+                       "job processing started");
+        if cold {
+            tracing::warn!("cold start");
+        }
         let in_progress = metrics::gauge!(m::JOBS_IN_PROGRESS);
         in_progress.increment(1.0);
 
@@ -271,7 +288,15 @@ impl Worker {
                 if ok == Some(false) {
                     tracing::warn!("job was taken back while running; its result is dropped");
                 } else {
-                    tracing::info!(bytes = out.bytes, "job completed");
+                    let p = &out.processed;
+                    tracing::info!(
+                        cpu_seconds = p.stages.iter().map(|s| s.cpu_seconds).sum::<f64>(),
+                        latency_ms = wall * 1000.0,
+                        processing_path = p.path.as_str(),
+                        quality_score = p.quality.score,
+                        bytes = out.bytes,
+                        "job completed successfully"
+                    );
                 }
             }
             Err(err) => {
@@ -294,7 +319,13 @@ impl Worker {
                 metrics::counter!(m::JOBS_TOTAL, "status" => status, "path" => "unknown",
                                   "portal" => portal)
                 .increment(1);
-                tracing::warn!(error_code = %code, state, "job attempt failed");
+                if status == "retried" {
+                    tracing::warn!(error_code = %code, error_stage = code.stage(), latency_ms = wall * 1000.0,
+                                   "job attempt failed; it will be retried");
+                } else {
+                    tracing::error!(error_code = %code, error_stage = code.stage(), latency_ms = wall * 1000.0,
+                                    "job failed");
+                }
             }
         }
     }

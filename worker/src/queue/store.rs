@@ -25,6 +25,8 @@ pub struct Started {
     pub attempt: i32,
     pub max_attempts: i32,
     pub correlation_id: String,
+    /// The enqueuing request's trace context, from the task payload.
+    pub traceparent: Option<String>,
     pub input: JobInput,
 }
 
@@ -129,6 +131,7 @@ async fn start(
         attempt,
         max_attempts,
         correlation_id,
+        traceparent: payload.and_then(|p| p.traceparent),
         input: JobInput {
             job_id,
             user_id,
