@@ -96,7 +96,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "0.0.0.0:9100",
         "where `rythmiq worker` serves /metrics (the API serves its own)",
     ),
-    ("RUST_LOG", "info", "log filter"),
+    (
+        "RYTHMIQ_LOG_FORMAT",
+        "json for api/worker/migrate, text otherwise",
+        "`json` or `text` log lines",
+    ),
+    (
+        "RUST_LOG",
+        "info,sqlx=warn (warn for one-shot commands)",
+        "log filter",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "(unset: no export)",
+        "OTLP/HTTP trace export; the standard OTEL_* variables apply",
+    ),
 ];
 
 /// Read and parse an environment variable, falling back to `default` when it is unset or empty.
