@@ -46,6 +46,16 @@ async fn a_photo_becomes_a_compliant_portal_file() -> Result<()> {
     assert_eq!(job["output"]["dpi"], 200);
     assert_eq!(job["output"]["format"], "jpg");
     assert!(job["finished_at"].is_string());
+    // OCR ran (cheaply: a photo) and the result says what it found.
+    let conf = job["ocr"]["confidence"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=1.0).contains(&conf), "{job}");
+    assert!(job["ocr"]["rolled_back"].is_boolean() && job["ocr"]["chars"].is_i64());
+    let pre_ocr: Option<f64> =
+        sqlx::query_scalar("SELECT pre_ocr_cpu_seconds FROM cpu_metrics WHERE job_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await?;
+    assert!(pre_ocr.is_some_and(|s| s > 0.0), "{pre_ocr:?}");
 
     let out = app
         .client

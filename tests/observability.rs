@@ -289,6 +289,8 @@ async fn metrics_catalog_is_served_and_passes_promtool() -> Result<()> {
         "rythmiq_job_cpu_seconds_bucket{stage=\"schema\"",
         "rythmiq_errors_total{code=\"DECODE_FAILED\",stage=\"decode\"}",
         "rythmiq_quality_score_bucket",
+        "rythmiq_ocr_confidence_bucket",
+        "rythmiq_job_cpu_seconds_bucket{stage=\"pre_ocr\"",
         "rythmiq_cold_starts_total",
         "rythmiq_api_requests_total{",
         "rythmiq_api_latency_seconds_bucket{route=\"/v1/jobs\"",

@@ -6,6 +6,9 @@ use std::process::Command;
 
 use anyhow::Result;
 use common::{photo_jpeg, shared_tempdir, write_file};
+
+#[path = "../ocr/tests/support/render.rs"]
+mod render;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
@@ -46,6 +49,12 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             names.contains(&"decode") && names.contains(&"quality") && names.contains(&"schema"),
             "{names:?}"
         );
+        // OCR is never skipped: PRE-OCR always runs, and the result says what it read.
+        assert!(names.contains(&"pre_ocr"), "{names:?}");
+        let conf = v["ocr"]["confidence"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&conf), "{}", v["ocr"]);
+        assert!(v["ocr"]["lines"].is_u64() && v["ocr"]["chars"].is_u64());
+        assert!(v["ocr"]["rolled_back"].is_boolean());
         for s in v["stages"].as_array().into_iter().flatten() {
             assert!(s["cpu_seconds"].as_f64().is_some() && s["wall_seconds"].as_f64().is_some());
         }
@@ -104,6 +113,52 @@ fn failures_are_json_with_a_code_and_a_non_zero_exit() -> Result<()> {
         "aadhaar-update-document",
     ] {
         assert!(listed.contains(slug), "{listed}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_document_is_read_and_its_text_stored_next_to_the_output() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let font = render::font("DejaVuSans.ttf");
+    let lines: Vec<String> = [
+        "CERTIFICATE OF BIRTH",
+        "Name of Candidate: Priya Sharma",
+        "Registration number ABX-2291-KL",
+        "Issued at New Delhi on 03 January 2024",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let page = render::render_lines(&font, 44.0, &lines, 1240, 1754);
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(page)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    let input = write_file(dir.path(), "scan.png", &png)?;
+    let out = dir.path().join("doc.pdf");
+    let (ok, v) = process(&input, "aadhaar-update-document", &out)?;
+    assert!(ok, "{v}");
+    let names: Vec<&str> = v["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"pre_ocr") && names.contains(&"ocr"),
+        "{names:?}"
+    );
+    assert!(v["ocr"]["lines"].as_u64().unwrap_or(0) >= 4, "{}", v["ocr"]);
+    assert!(
+        v["ocr"]["confidence"].as_f64().unwrap_or(0.0) > 0.8,
+        "{}",
+        v["ocr"]
+    );
+
+    let text: Value = serde_json::from_slice(&std::fs::read(dir.path().join("doc.pdf.ocr.json"))?)?;
+    let read = text["text"].as_str().unwrap_or_default();
+    for word in ["CERTIFICATE", "Priya Sharma", "ABX-2291-KL", "January 2024"] {
+        assert!(read.contains(word), "{word} not in {read:?}");
     }
     Ok(())
 }

@@ -304,7 +304,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
         })?;
     let worker = rythmiq_worker::Worker::new(
         pool.clone(),
-        rythmiq_worker::pipeline::Pipeline::new(storage.clone()),
+        rythmiq_worker::pipeline::Pipeline::new(storage.clone(), common::ocr_stage()),
         fast_worker_settings(),
     );
     let stop = tokio_util::sync::CancellationToken::new();

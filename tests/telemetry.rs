@@ -4,6 +4,9 @@
 
 mod common;
 
+#[path = "../ocr/tests/support/render.rs"]
+mod render;
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -165,6 +168,7 @@ async fn one_trace_spans_the_request_and_every_stage() -> Result<()> {
         "fetch",
         "decode",
         "quality",
+        "pre_ocr",
         "schema",
         "upload",
     ] {
@@ -180,7 +184,7 @@ async fn one_trace_spans_the_request_and_every_stage() -> Result<()> {
     // the job.
     assert_eq!(request.parent_span_id, SpanId::from_hex(PARENT_SPAN)?);
     assert_eq!(job_span.parent_span_id, request.span_context.span_id());
-    for stage in ["fetch", "decode", "quality", "schema", "upload"] {
+    for stage in ["fetch", "decode", "quality", "pre_ocr", "schema", "upload"] {
         let s = by_name(stage).context("stage")?;
         assert_eq!(s.parent_span_id, job_span.span_context.span_id(), "{stage}");
     }
@@ -285,16 +289,25 @@ async fn a_retry_starts_a_new_trace_linked_to_the_enqueue() -> Result<()> {
 /// Text that must never be written to a log: it stands for a student's name, e-mail, address,
 /// document number and file name, planted in every place a request can carry it.
 const PLANTED: &[&str] = &[
-    "Priya_Raghunathan",
+    "Raghunathan",
+    "7730 9912",
     "priya.r@example.in",
     "203.0.113.199",
     "4821-7730-9912",
     "PII-CONTENT-7731",
 ];
 
-/// A JPEG whose bytes carry planted text in a comment segment.
+/// A scan showing a name and document number (for OCR to read), whose bytes also carry
+/// planted text in a JPEG comment segment.
 fn jpeg_with_comment(comment: &str) -> Vec<u8> {
-    let jpeg = photo_jpeg(900, 1200, 9);
+    let font = render::font("DejaVuSans-Bold.ttf");
+    let lines = ["PRIYA RAGHUNATHAN".to_owned(), "4821 7730 9912".to_owned()];
+    let page = render::render_lines(&font, 90.0, &lines, 1200, 900);
+    let mut jpeg = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90);
+    if page.write_with_encoder(enc).is_err() {
+        return photo_jpeg(900, 1200, 9);
+    }
     let mut out = jpeg[..2].to_vec();
     let len = u16::try_from(comment.len() + 2).unwrap_or(u16::MAX);
     out.extend_from_slice(&[0xFF, 0xFE]);
@@ -397,6 +410,16 @@ async fn no_planted_pii_reaches_any_log_line_of_the_api_or_worker() -> Result<()
         .await?;
     }
     assert_eq!(app.job_state(good).await?, "completed");
+    // OCR did read the planted text, so the worker had it in hand.
+    let chars: Option<i64> =
+        sqlx::query_scalar("SELECT (ocr->>'chars')::bigint FROM jobs WHERE id = $1")
+            .bind(good)
+            .fetch_one(&app.pool)
+            .await?;
+    assert!(
+        chars.is_some_and(|c| c >= 10),
+        "OCR read {chars:?} characters"
+    );
     assert_eq!(app.job_state(bad).await?, "failed");
     signal(&api, "TERM")?;
     signal(&worker, "TERM")?;

@@ -87,6 +87,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "how often the fleet refreshes rollups and applies retention",
     ),
     (
+        "RYTHMIQ_OCR_TIMEOUT_SECS",
+        "120",
+        "longest OCR may take in one job (then OCR_TIMEOUT, retried)",
+    ),
+    (
+        "RYTHMIQ_OCR_THREADS",
+        "cores / concurrency",
+        "inference threads per OCR run (concurrency × threads ≈ cores)",
+    ),
+    (
+        "RYTHMIQ_MODELS_DIR",
+        "./models",
+        "where the OCR models are (scripts/fetch-models.sh puts them there)",
+    ),
+    (
         "RYTHMIQ_RETENTION_DAYS",
         "90",
         "age after which cpu_metrics and error_events rows are removed",
@@ -191,6 +206,10 @@ pub struct WorkerSettings {
     pub job_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention_days: u32,
+    /// Longest OCR may take in one job (`OCR_TIMEOUT`, retried).
+    pub ocr_timeout: Duration,
+    /// Inference threads per OCR run; 0 sizes it so that concurrency × threads ≈ cores.
+    pub ocr_threads: usize,
 }
 
 impl WorkerSettings {
@@ -220,7 +239,19 @@ impl WorkerSettings {
             job_timeout: Duration::from_secs(var("RYTHMIQ_JOB_TIMEOUT_SECS", 300)?),
             maintenance_interval: Duration::from_secs(var("RYTHMIQ_MAINTENANCE_SECS", 300)?),
             retention_days: var("RYTHMIQ_RETENTION_DAYS", 90)?,
+            ocr_timeout: Duration::from_secs(var("RYTHMIQ_OCR_TIMEOUT_SECS", 120)?),
+            ocr_threads: var("RYTHMIQ_OCR_THREADS", 0)?,
         })
+    }
+
+    /// OCR inference threads for a process running `runtimes` workers of this concurrency:
+    /// the configured number, or cores shared out so that jobs × threads ≈ cores.
+    pub fn ocr_threads_for(&self, runtimes: usize) -> usize {
+        if self.ocr_threads > 0 {
+            return self.ocr_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / (self.concurrency * runtimes.max(1)).max(1)).max(1)
     }
 
     /// Delay before retry number `attempt` (1-based): exponential, capped.
@@ -254,6 +285,8 @@ mod tests {
             job_timeout: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(300),
             retention_days: 90,
+            ocr_timeout: Duration::from_secs(120),
+            ocr_threads: 0,
         };
         assert_eq!(s.backoff(1), Duration::from_secs(2));
         assert_eq!(s.backoff(2), Duration::from_secs(4));
@@ -261,5 +294,13 @@ mod tests {
         assert_eq!(s.backoff(4), Duration::from_secs(10));
         s.retry_max = Duration::from_secs(10_000);
         assert_eq!(s.backoff(100), Duration::from_secs(10_000));
+
+        // OCR threads share the cores among the jobs that run at once.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(s.ocr_threads_for(1), cores);
+        s.concurrency = cores * 4;
+        assert_eq!(s.ocr_threads_for(1), 1);
+        s.ocr_threads = 3;
+        assert_eq!(s.ocr_threads_for(2), 3);
     }
 }

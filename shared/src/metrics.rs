@@ -18,6 +18,8 @@ pub const ERRORS_TOTAL: &str = "rythmiq_errors_total";
 pub const QUALITY_SCORE: &str = "rythmiq_quality_score";
 /// Mean OCR confidence of processed inputs.
 pub const OCR_CONFIDENCE: &str = "rythmiq_ocr_confidence";
+/// Jobs whose ENHANCE was undone because it lowered OCR confidence (the seeds' OCR rollback).
+pub const OCR_ROLLBACKS_TOTAL: &str = "rythmiq_ocr_rollbacks_total";
 /// Jobs that ran on a cold worker (its first job).
 pub const COLD_STARTS_TOTAL: &str = "rythmiq_cold_starts_total";
 /// API requests by matched `route`, `method` and `status`.
@@ -95,6 +97,10 @@ fn describe() {
     describe_counter!(ERRORS_TOTAL, "Job failures by error code and stage");
     describe_histogram!(QUALITY_SCORE, "QUALITY score of processed inputs");
     describe_histogram!(OCR_CONFIDENCE, "Mean OCR confidence of processed inputs");
+    describe_counter!(
+        OCR_ROLLBACKS_TOTAL,
+        "Jobs whose enhancement was rolled back for lowering OCR confidence"
+    );
     describe_counter!(COLD_STARTS_TOTAL, "Jobs that ran on a cold worker");
     describe_counter!(
         API_REQUESTS_TOTAL,

@@ -88,10 +88,12 @@ async fn serve(
                 .map_err(anyhow::Error::from)
         }
     });
+    // One engine for every worker runtime of this process: the models load once.
+    let ocr = super::serve::load_ocr(&worker_settings, workers)?;
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(
             pool.clone(),
-            rythmiq_worker::pipeline::Pipeline::new(storage.clone()),
+            rythmiq_worker::pipeline::Pipeline::new(storage.clone(), ocr.clone()),
             worker_settings.clone(),
         );
         let shutdown = shutdown.clone();

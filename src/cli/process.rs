@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use rythmiq_shared::config;
 use rythmiq_shared::domain::PortalRule;
+use rythmiq_worker::pipeline::ocr::OcrStage;
 use rythmiq_worker::pipeline::{self, Processed, decode::DecodeLimits};
 use serde_json::{Value, json};
 
@@ -61,10 +63,23 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         ));
     };
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-    let outcome = pipeline::process_image(&bytes, &rule, &DecodeLimits::default());
+    let ocr = OcrStage::load(
+        rythmiq_ocr::default_models_dir(),
+        0,
+        std::time::Duration::from_secs(config::var("RYTHMIQ_OCR_TIMEOUT_SECS", 120)?),
+    )
+    .context("loading the OCR models")?;
+    let outcome = pipeline::process_image(&bytes, &rule, &DecodeLimits::default(), Some(&ocr));
     let result = match outcome {
         Ok(p) => {
             std::fs::write(&out, &p.bytes).with_context(|| format!("writing {}", out.display()))?;
+            // A document's text goes next to the output, as the worker stores it.
+            if let Some(page) = p.ocr.as_ref().and_then(|r| r.page.as_ref()) {
+                let mut name = out.clone().into_os_string();
+                name.push(".ocr.json");
+                std::fs::write(&name, rythmiq_ocr::to_json(page).to_string())
+                    .with_context(|| format!("writing {}", PathBuf::from(&name).display()))?;
+            }
             Ok((p, &rule))
         }
         Err(e) => Err((e.code().as_str(), e.to_string())),
@@ -96,6 +111,7 @@ fn report(
                     "format": p.format.extension(),
                 },
                 "stages": p.stages,
+                "ocr": p.ocr,
                 "warnings": p.warnings,
             }),
             ExitCode::SUCCESS,
@@ -110,6 +126,7 @@ fn report(
                 "quality_score": null,
                 "output": null,
                 "stages": [],
+                "ocr": null,
                 "warnings": [],
             }),
             ExitCode::from(2),

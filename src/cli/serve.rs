@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
 use rythmiq_shared::{db, storage::Storage};
+use rythmiq_worker::pipeline::ocr::OcrStage;
 use tokio_util::sync::CancellationToken;
 
 async fn pool() -> anyhow::Result<sqlx::PgPool> {
@@ -55,13 +56,24 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let storage = Storage::open(StorageSettings::from_env()?)?;
+    let ocr = load_ocr(&settings, 1)?;
     let worker = rythmiq_worker::Worker::new(
         pool().await?,
-        rythmiq_worker::pipeline::Pipeline::new(storage),
+        rythmiq_worker::pipeline::Pipeline::new(storage, ocr),
         settings,
     );
     worker.run(on_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The OCR engine for a process running `runtimes` workers with `settings`, loaded once.
+pub fn load_ocr(settings: &WorkerSettings, runtimes: usize) -> anyhow::Result<OcrStage> {
+    OcrStage::load(
+        rythmiq_ocr::default_models_dir(),
+        settings.ocr_threads_for(runtimes),
+        settings.ocr_timeout,
+    )
+    .context("loading the OCR models")
 }
 
 pub async fn migrate() -> anyhow::Result<ExitCode> {

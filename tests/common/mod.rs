@@ -127,6 +127,25 @@ pub async fn fresh_database() -> Result<String> {
     Ok(url(port, &name))
 }
 
+/// The OCR engine, loaded once per test binary (as a worker process loads it once) from the
+/// models `scripts/fetch-models.sh` installed.
+pub fn ocr_stage() -> rythmiq_worker::pipeline::ocr::OcrStage {
+    static STAGE: OnceLock<Result<rythmiq_worker::pipeline::ocr::OcrStage, String>> =
+        OnceLock::new();
+    let stage = STAGE.get_or_init(|| {
+        let dir = std::env::var_os("RYTHMIQ_MODELS_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+            PathBuf::from,
+        );
+        rythmiq_worker::pipeline::ocr::OcrStage::load(dir, 1, Duration::from_secs(120))
+            .map_err(|e| e.to_string())
+    });
+    match stage {
+        Ok(s) => s.clone(),
+        Err(e) => panic!("OCR models unavailable ({e}); run scripts/setup.sh --test"),
+    }
+}
+
 /// Settings for fast tests: short heartbeats and backoff.
 pub fn fast_worker_settings() -> WorkerSettings {
     WorkerSettings {
@@ -140,6 +159,8 @@ pub fn fast_worker_settings() -> WorkerSettings {
         job_timeout: Duration::from_secs(120),
         maintenance_interval: Duration::from_secs(2),
         retention_days: 90,
+        ocr_timeout: Duration::from_secs(120),
+        ocr_threads: 1,
     }
 }
 
@@ -208,7 +229,7 @@ impl TestApp {
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let worker = rythmiq_worker::Worker::new(
             self.pool.clone(),
-            rythmiq_worker::pipeline::Pipeline::new(self.storage.clone()),
+            rythmiq_worker::pipeline::Pipeline::new(self.storage.clone(), ocr_stage()),
             settings,
         );
         let stop = CancellationToken::new();
@@ -233,6 +254,12 @@ impl TestApp {
             .env("RYTHMIQ_POLL_INTERVAL_MS", "500")
             .env("RYTHMIQ_METRICS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info");
+        if std::env::var_os("RYTHMIQ_MODELS_DIR").is_none() {
+            cmd.env(
+                "RYTHMIQ_MODELS_DIR",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+            );
+        }
         cmd
     }
 

@@ -21,6 +21,10 @@ pub enum JobError {
     Fit(#[from] FitError),
     #[error("the output could not be stored: {0}")]
     UploadFailed(String),
+    #[error("OCR failed: {0}")]
+    Ocr(String),
+    #[error("OCR ran longer than the job's OCR time limit")]
+    OcrTimeout,
     #[error("the attempt ran longer than the job time limit")]
     Timeout,
     #[error("internal error: {0}")]
@@ -38,6 +42,8 @@ impl JobError {
             JobError::Fit(FitError::SizeExceeded { .. }) => ErrorCode::SizeExceeded,
             JobError::Fit(_) => ErrorCode::SchemaFailed,
             JobError::UploadFailed(_) => ErrorCode::UploadFailed,
+            JobError::Ocr(_) => ErrorCode::OcrFailed,
+            JobError::OcrTimeout => ErrorCode::OcrTimeout,
             JobError::Timeout | JobError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -50,6 +50,16 @@ pub struct OutputInfo {
     pub filename: String,
 }
 
+/// What OCR read from the upload (the text itself is stored, never returned here or logged).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OcrInfo {
+    pub confidence: f64,
+    pub lines: i64,
+    pub chars: i64,
+    /// ENHANCE was undone because it lowered OCR confidence.
+    pub rolled_back: bool,
+}
+
 /// Response to `GET /v1/jobs/{id}`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
@@ -62,6 +72,7 @@ pub struct JobView {
     pub error_message: Option<String>,
     pub attempts: i32,
     pub output: Option<OutputInfo>,
+    pub ocr: Option<OcrInfo>,
     pub warnings: serde_json::Value,
     pub correlation_id: String,
     pub created_at: DateTime<Utc>,
@@ -86,6 +97,7 @@ struct JobRow {
     output_format: Option<String>,
     output_filename: Option<String>,
     warnings: serde_json::Value,
+    ocr: Option<sqlx::types::Json<OcrInfo>>,
     correlation_id: String,
     request_fingerprint: String,
     created_at: DateTime<Utc>,
@@ -124,6 +136,7 @@ impl From<JobRow> for JobView {
             error_message: r.error_message,
             attempts: r.attempts,
             output,
+            ocr: r.ocr.map(|j| j.0),
             warnings: r.warnings,
             correlation_id: r.correlation_id,
             created_at: r.created_at,
@@ -135,7 +148,7 @@ impl From<JobRow> for JobView {
 
 const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version, j.error_code,
         j.error_message, j.attempts, j.output_key, j.output_bytes, j.output_width,
-        j.output_height, j.output_dpi, j.output_format, j.output_filename, j.warnings,
+        j.output_height, j.output_dpi, j.output_format, j.output_filename, j.warnings, j.ocr,
         j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
     FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
 

@@ -1,5 +1,6 @@
-//! The pipeline one job runs: FETCH → decode → QUALITY → ENHANCE (standard path only) → SCHEMA
-//! fit (with verification) → UPLOAD. PRE-OCR and OCR slot in around ENHANCE with the OCR engine.
+//! The pipeline one job runs: FETCH → decode → QUALITY → PRE-OCR → ENHANCE and OCR with
+//! rollback (standard path only) → full OCR for documents → SCHEMA fit (with verification) →
+//! UPLOAD.
 //!
 //! [`process_image`] is the CPU part, a plain blocking function shared by the worker (on the
 //! blocking pool, so heartbeats and the claim loop never stall) and by `rythmiq process` (no
@@ -9,6 +10,7 @@
 pub mod decode;
 pub mod enhance;
 pub mod fetch;
+pub mod ocr;
 pub mod quality;
 pub mod schema_fit;
 pub mod upload;
@@ -16,7 +18,7 @@ pub mod upload;
 use std::time::Instant;
 
 use cpu_time::ThreadTime;
-use rythmiq_shared::domain::{OutputFormat, PortalRule};
+use rythmiq_shared::domain::{DocumentKind, OutputFormat, PortalRule};
 use rythmiq_shared::storage::Storage;
 use serde::Serialize;
 use tracing::Instrument;
@@ -122,13 +124,19 @@ pub struct Processed {
     pub format: OutputFormat,
     pub warnings: Vec<String>,
     pub stages: Vec<StageTiming>,
+    /// What OCR read; `None` only when the caller ran the image stages alone.
+    pub ocr: Option<ocr::OcrReport>,
 }
 
-/// Decode and fit one upload to `rule`. Blocking: call from a blocking thread.
+/// Decode, read and fit one upload to `rule`. Blocking: call from a blocking thread.
+///
+/// The worker and `rythmiq process` always pass the OCR stage (the seeds' invariant: OCR is
+/// never skipped); `None` runs the image stages alone, for benchmarks and image-only tests.
 pub fn process_image(
     input: &[u8],
     rule: &PortalRule,
     limits: &DecodeLimits,
+    ocr: Option<&ocr::OcrStage>,
 ) -> Result<Processed, JobError> {
     let mut clock = StageClock::default();
     let wall = Instant::now();
@@ -147,15 +155,72 @@ pub fn process_image(
     let image = image.into_rgb8();
     let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
-    let (path, image, enhancement) = if quality.fast_path() {
-        (ProcessingPath::Fast, image, None)
+    let budget = ocr.map(|o| ocr::Budget::new(o.timeout));
+    let baseline = match (ocr, &budget) {
+        (Some(o), Some(b)) => Some(clock.stage("pre_ocr", || o.baseline(&image, b))?),
+        _ => None,
+    };
+    let base_conf = baseline.as_ref().map_or(0.0, |p| p.confidence);
+
+    // `read` is the cheap read of the image that is kept, `rolled_back` whether ENHANCE was
+    // undone for lowering OCR confidence.
+    let (path, image, enhancement, read, rolled_back) = if quality.fast_path() {
+        (ProcessingPath::Fast, image, None, baseline, false)
     } else {
         let (enhanced, report) = clock.stage("enhance", || {
-            let reduced = reduce_toward(image, tw, th);
-            enhance::enhance(&reduced, rule.kind, &quality)
+            enhance::enhance(&reduce_toward(&image, tw, th), rule.kind, &quality)
         });
-        (ProcessingPath::Standard, enhanced, Some(report))
+        match (ocr, &budget, baseline) {
+            (Some(o), Some(b), Some(base)) => {
+                let (keep, page) =
+                    clock.stage("ocr", || o.keeps_enhancement(&enhanced, &base, b))?;
+                if keep {
+                    (
+                        ProcessingPath::Standard,
+                        enhanced,
+                        Some(report),
+                        Some(page),
+                        false,
+                    )
+                } else {
+                    tracing::warn!(
+                        ocr_confidence = page.confidence,
+                        baseline_confidence = base.confidence,
+                        "OCR rollback triggered"
+                    );
+                    (
+                        ProcessingPath::Standard,
+                        image,
+                        Some(report),
+                        Some(base),
+                        true,
+                    )
+                }
+            }
+            _ => (
+                ProcessingPath::Standard,
+                enhanced,
+                Some(report),
+                None,
+                false,
+            ),
+        }
     };
+    let ocr_report = match (ocr, &budget, read) {
+        (Some(o), Some(b), Some(_)) if rule.kind == DocumentKind::Document => {
+            let page = clock.stage("ocr", || o.document(&image, b))?;
+            Some(ocr::document_report(page, base_conf, rolled_back))
+        }
+        (_, _, Some(page)) => Some(ocr::report(&page, base_conf, rolled_back)),
+        _ => None,
+    };
+    if let Some(r) = &ocr_report {
+        tracing::debug!(
+            ocr_confidence = r.confidence,
+            lines = r.lines,
+            "OCR finished"
+        );
+    }
     let image = image::DynamicImage::ImageRgb8(image);
     let fitted = clock.stage("schema", || schema_fit::fit(&image, rule))?;
     Ok(Processed {
@@ -169,6 +234,7 @@ pub fn process_image(
         format: fitted.format,
         warnings: fitted.warnings,
         stages: clock.stages,
+        ocr: ocr_report,
     })
 }
 
@@ -193,19 +259,19 @@ async fn io_stage<T>(
 /// Shrinks `image` (area averaging) so that it still covers twice the target in both directions
 /// after any aspect crop, and no more: ENHANCE then works on the pixels the output can show, not
 /// on a 12 MP original. Smaller images are returned as they are.
-fn reduce_toward(image: image::RgbImage, target_w: u32, target_h: u32) -> image::RgbImage {
+fn reduce_toward(image: &image::RgbImage, target_w: u32, target_h: u32) -> image::RgbImage {
     let (w, h) = image.dimensions();
     let factor = (f64::from(w) / (2.0 * f64::from(target_w.max(1))))
         .min(f64::from(h) / (2.0 * f64::from(target_h.max(1))));
     if factor <= 1.5 {
-        return image;
+        return image.clone();
     }
     let (nw, nh) = (
         (f64::from(w) / factor).ceil(),
         (f64::from(h) / factor).ceil(),
     );
     // Both are at most the original dimensions, so the casts cannot overflow.
-    image::imageops::thumbnail(&image, nw as u32, nh as u32)
+    image::imageops::thumbnail(image, nw as u32, nh as u32)
 }
 
 /// What a successful job produced.
@@ -214,21 +280,26 @@ pub struct JobOutput {
     pub output_key: String,
     pub filename: String,
     pub bytes: u64,
+    /// Where a document's recognised text is stored (JSON next to the output).
+    pub ocr_text_key: Option<String>,
     pub processed: Processed,
 }
 
-/// The pipeline and what it shares across jobs.
+/// The pipeline and what it shares across jobs: storage, limits and the OCR engine, loaded
+/// once per worker process.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     pub storage: Storage,
     pub limits: DecodeLimits,
+    pub ocr: ocr::OcrStage,
 }
 
 impl Pipeline {
-    pub fn new(storage: Storage) -> Self {
+    pub fn new(storage: Storage, ocr: ocr::OcrStage) -> Self {
         Self {
             storage,
             limits: DecodeLimits::default(),
+            ocr,
         }
     }
 
@@ -239,10 +310,11 @@ impl Pipeline {
 
         let limits = self.limits.clone();
         let rule = job.rule.clone();
+        let ocr = self.ocr.clone();
         // The blocking thread continues the job's span, so its stages nest under the job.
         let parent = tracing::Span::current();
         let mut processed = tokio::task::spawn_blocking(move || {
-            parent.in_scope(|| process_image(&input, &rule, &limits))
+            parent.in_scope(|| process_image(&input, &rule, &limits, Some(&ocr)))
         })
         .await
         .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
@@ -253,12 +325,22 @@ impl Pipeline {
             upload::upload(&self.storage, job, &filename, processed.bytes.clone()),
         )
         .await?;
+        let ocr_text_key = match processed.ocr.as_ref().and_then(|r| r.page.as_ref()) {
+            Some(page) => {
+                let text = serde_json::to_vec(&rythmiq_ocr::to_json(page))
+                    .map_err(|e| JobError::Internal(format!("OCR text: {e}")))?;
+                let name = format!("{filename}.ocr.json");
+                Some(upload::upload(&self.storage, job, &name, text).await?)
+            }
+            None => None,
+        };
         processed.stages.insert(0, fetch_timing);
         processed.stages.push(upload_timing);
         Ok(JobOutput {
             output_key: key,
             filename,
             bytes: processed.bytes.len() as u64,
+            ocr_text_key,
             processed,
         })
     }
@@ -271,13 +353,13 @@ mod tests {
     #[test]
     fn reduction_keeps_twice_the_target_after_any_crop() {
         let big = image::RgbImage::new(4000, 3000);
-        let small = reduce_toward(big, 200, 230);
+        let small = reduce_toward(&big, 200, 230);
         let (w, h) = small.dimensions();
         assert!(w >= 400 && h >= 460, "{w}x{h}");
         assert!(h <= 470, "no more than needed: {w}x{h}");
         // Aspect ratio preserved (within a pixel of rounding).
         assert!((f64::from(w) / f64::from(h) - 4000.0 / 3000.0).abs() < 0.01);
         let tiny = image::RgbImage::new(300, 300);
-        assert_eq!(reduce_toward(tiny, 200, 230).dimensions(), (300, 300));
+        assert_eq!(reduce_toward(&tiny, 200, 230).dimensions(), (300, 300));
     }
 }

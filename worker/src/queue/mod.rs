@@ -48,6 +48,12 @@ fn record_success_metrics(out: &crate::pipeline::JobOutput, portal: String) {
     }
     metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => "total").record(total);
     metrics::histogram!(m::QUALITY_SCORE).record(f64::from(p.quality.score));
+    if let Some(ocr) = &p.ocr {
+        metrics::histogram!(m::OCR_CONFIDENCE).record(f64::from(ocr.confidence));
+        if ocr.rolled_back {
+            metrics::counter!(m::OCR_ROLLBACKS_TOTAL).increment(1);
+        }
+    }
 }
 
 /// A unique name: host, process id and a random suffix (several processes may share a pid
@@ -294,6 +300,7 @@ impl Worker {
                         latency_ms = wall * 1000.0,
                         processing_path = p.path.as_str(),
                         quality_score = p.quality.score,
+                        ocr_confidence = p.ocr.as_ref().map(|r| r.confidence),
                         bytes = out.bytes,
                         "job completed successfully"
                     );

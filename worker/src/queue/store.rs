@@ -158,8 +158,8 @@ pub async fn complete(
     sqlx::query(
         "UPDATE jobs SET state = 'completed', output_key = $2, output_bytes = $3,
                 output_width = $4, output_height = $5, output_dpi = $6, output_format = $7,
-                output_filename = $8, warnings = $9, error_code = NULL, error_message = NULL,
-                finished_at = now(), updated_at = now()
+                output_filename = $8, warnings = $9, ocr = $10, error_code = NULL,
+                error_message = NULL, finished_at = now(), updated_at = now()
          WHERE id = $1",
     )
     .bind(job)
@@ -171,12 +171,16 @@ pub async fn complete(
     .bind(out.processed.format.extension())
     .bind(&out.filename)
     .bind(serde_json::json!(out.processed.warnings))
+    .bind(out.processed.ocr.as_ref().map(|r| {
+        serde_json::json!({"confidence": r.confidence, "lines": r.lines, "chars": r.chars,
+                           "rolled_back": r.rolled_back})
+    }))
     .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO documents (user_id, job_id, portal_schema_id, output_key, filename,
-                                content_type, bytes)
-         SELECT user_id, id, portal_schema_id, $2, $3, $4, $5 FROM jobs WHERE id = $1
+                                content_type, bytes, ocr_text_key)
+         SELECT user_id, id, portal_schema_id, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1
          ON CONFLICT (job_id) DO NOTHING",
     )
     .bind(job)
@@ -184,6 +188,7 @@ pub async fn complete(
     .bind(&out.filename)
     .bind(out.processed.format.content_type())
     .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(&out.ocr_text_key)
     .execute(&mut *tx)
     .await?;
     record_cpu(&mut tx, worker, started, out, cost).await?;
@@ -241,7 +246,7 @@ async fn record_cpu(
     .bind(stage("upload"))
     .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
     .bind(f64::from(p.quality.score))
-    .bind(None::<f64>)
+    .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
     .bind(p.enhancement.is_none())
     .execute(&mut **tx)
     .await?;

@@ -1,0 +1,217 @@
+//! PRE-OCR and OCR, and the seeds' OCR rollback.
+//!
+//! OCR is never skipped (the seeds' invariant), but it is sized to the document kind:
+//! - PRE-OCR reads the unenhanced image with the engine's cheap preset (small detection side,
+//!   recognition only where text is found): the baseline confidence, and for photos and
+//!   signatures on the fast path the whole of their OCR.
+//! - OCR on the standard path reads the enhanced image with the same preset; if its confidence
+//!   is lower than the baseline, ENHANCE made the text worse and the pipeline **rolls back** to
+//!   the unenhanced image (logged as the seeds' "OCR rollback triggered"). Comparing like with
+//!   like (same preset) keeps the decision about the image, not the settings.
+//! - Documents then get a full read (orientation search, line classification, full detection
+//!   size) of the image that is kept; its text is stored next to the output, never logged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use rythmiq_ocr::{OcrEngine, OcrOptions, PageText};
+use serde::Serialize;
+
+use crate::error::JobError;
+
+/// The engine a worker process loads once and shares across its jobs, with the per-job limit.
+#[derive(Clone)]
+pub struct OcrStage {
+    pub engine: Arc<OcrEngine>,
+    /// Longest OCR may take in one job, all passes together (`OCR_TIMEOUT`, retried).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for OcrStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcrStage")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What OCR found, as reported in the job result and `rythmiq process --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OcrReport {
+    /// Mean line confidence of the kept image's read (0 when no text was found).
+    pub confidence: f32,
+    pub lines: usize,
+    pub chars: usize,
+    /// ENHANCE was undone because it lowered OCR confidence.
+    pub rolled_back: bool,
+    /// Confidence of the cheap read of the unenhanced image.
+    pub baseline_confidence: f32,
+    /// The page itself (documents only); stored as JSON next to the output, never logged.
+    #[serde(skip)]
+    pub page: Option<PageText>,
+}
+
+impl OcrReport {
+    fn from_page(page: &PageText, baseline: f32, rolled_back: bool) -> Self {
+        Self {
+            confidence: page.confidence,
+            lines: page.lines.len(),
+            chars: page.chars(),
+            rolled_back,
+            baseline_confidence: baseline,
+            page: None,
+        }
+    }
+}
+
+/// Tracks the job's OCR time budget across passes. The engine cannot be interrupted inside a
+/// model run, so the limit is checked after each pass.
+pub struct Budget {
+    started: Instant,
+    limit: Duration,
+}
+
+impl Budget {
+    pub fn new(limit: Duration) -> Self {
+        Self {
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    fn check(&self) -> Result<(), JobError> {
+        if self.started.elapsed() > self.limit {
+            return Err(JobError::OcrTimeout);
+        }
+        Ok(())
+    }
+}
+
+impl OcrStage {
+    /// Loads the models once for this process; a missing or corrupt model fails here, at
+    /// start-up, naming the file.
+    pub fn load(
+        models_dir: std::path::PathBuf,
+        threads: usize,
+        timeout: Duration,
+    ) -> Result<Self, rythmiq_ocr::OcrError> {
+        let engine = OcrEngine::load(&rythmiq_ocr::EngineConfig {
+            models_dir,
+            threads,
+        })?;
+        Ok(Self {
+            engine: Arc::new(engine),
+            timeout,
+        })
+    }
+
+    fn read(
+        &self,
+        img: &RgbImage,
+        opts: &OcrOptions,
+        budget: &Budget,
+    ) -> Result<PageText, JobError> {
+        let page = self
+            .engine
+            .recognize(img, opts)
+            .map_err(|e| JobError::Ocr(e.to_string()))?;
+        budget.check()?;
+        Ok(page)
+    }
+
+    /// PRE-OCR: the cheap read of the unenhanced image.
+    pub fn baseline(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, JobError> {
+        self.read(img, &OcrOptions::cheap(), budget)
+    }
+
+    /// OCR on the enhanced image: whether to keep it (`true`) or roll back, and its cheap read.
+    pub fn keeps_enhancement(
+        &self,
+        enhanced: &RgbImage,
+        baseline: &PageText,
+        budget: &Budget,
+    ) -> Result<(bool, PageText), JobError> {
+        let page = self.read(enhanced, &OcrOptions::cheap(), budget)?;
+        Ok((page.confidence >= baseline.confidence, page))
+    }
+
+    /// The full read of a document page.
+    pub fn document(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, JobError> {
+        self.read(img, &OcrOptions::default(), budget)
+    }
+}
+
+/// The report for a read that is final (photos and signatures: the cheap read is their OCR).
+pub fn report(page: &PageText, baseline: f32, rolled_back: bool) -> OcrReport {
+    OcrReport::from_page(page, baseline, rolled_back)
+}
+
+/// The report for a document, carrying its page for storage.
+pub fn document_report(page: PageText, baseline: f32, rolled_back: bool) -> OcrReport {
+    let mut r = OcrReport::from_page(&page, baseline, rolled_back);
+    r.page = Some(page);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rythmiq_ocr::Line;
+
+    fn stage(timeout: Duration) -> OcrStage {
+        let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        match OcrStage::load(models, 1, timeout) {
+            Ok(s) => s,
+            Err(e) => panic!("OCR models unavailable ({e}); run scripts/setup.sh --test"),
+        }
+    }
+
+    fn read_page(confidence: f32) -> PageText {
+        PageText {
+            text: "ROLL NO 4521873".into(),
+            confidence,
+            rotation: 0,
+            lines: vec![Line {
+                text: "ROLL NO 4521873".into(),
+                confidence,
+                bbox: [[0.0, 0.0]; 4],
+            }],
+        }
+    }
+
+    #[test]
+    fn enhancement_that_loses_the_text_is_rolled_back() -> Result<(), JobError> {
+        let ocr = stage(Duration::from_secs(60));
+        let budget = Budget::new(ocr.timeout);
+        // ENHANCE washed the page out: nothing is read where the baseline read a line.
+        let washed_out = RgbImage::from_pixel(400, 300, image::Rgb([255, 255, 255]));
+        let (keep, page) = ocr.keeps_enhancement(&washed_out, &read_page(0.93), &budget)?;
+        assert!(!keep && page.confidence == 0.0);
+        // Nothing read before or after: enhancement did no harm and is kept.
+        let (keep, _) = ocr.keeps_enhancement(&washed_out, &read_page(0.0), &budget)?;
+        assert!(keep);
+        Ok(())
+    }
+
+    #[test]
+    fn running_out_of_ocr_time_is_ocr_timeout() {
+        let ocr = stage(Duration::ZERO);
+        let budget = Budget::new(ocr.timeout);
+        let img = RgbImage::from_pixel(64, 64, image::Rgb([255, 255, 255]));
+        let err = ocr.baseline(&img, &budget).err();
+        assert_eq!(
+            err.map(|e| e.code()),
+            Some(rythmiq_shared::domain::ErrorCode::OcrTimeout)
+        );
+    }
+
+    #[test]
+    fn reports_count_lines_and_characters_and_keep_document_text_only() {
+        let page = read_page(0.9);
+        let r = report(&page, 0.8, true);
+        assert_eq!((r.lines, r.chars, r.rolled_back), (1, 15, true));
+        assert!(r.page.is_none());
+        assert!(document_report(page, 0.8, false).page.is_some());
+    }
+}
