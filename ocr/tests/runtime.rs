@@ -1,0 +1,146 @@
+//! Guards for the patched rten (`ocr/vendor/rten`, see its `PATCHES.md`):
+//! the vectorised depthwise convolution must compute what a plain loop
+//! computes, and the added graph fusions must not change what the real
+//! models output.
+//!
+//! The model test needs the models (`scripts/fetch-models.sh`) and fails,
+//! rather than skips, when they are missing.
+
+use std::path::PathBuf;
+
+use rten::ModelOptions;
+use rten::ops::{Padding, conv};
+use rten_tensor::prelude::*;
+use rten_tensor::{NdTensor, Tensor};
+
+/// Deterministic values in [-1, 1) (a 64-bit LCG; no `rand` needed).
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 40) as f32 / (1u64 << 23) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Depthwise convolution the obvious way.
+fn reference_depthwise(
+    input: &NdTensor<f32, 4>,
+    kernel: &NdTensor<f32, 4>,
+    bias: &[f32],
+    pads: [usize; 4],
+    strides: [usize; 2],
+) -> NdTensor<f32, 4> {
+    let [n, c, h, w] = input.shape();
+    let [_, _, kh, kw] = kernel.shape();
+    let [pt, pl, pb, pr] = pads;
+    let oh = (h + pt + pb - kh) / strides[0] + 1;
+    let ow = (w + pl + pr - kw) / strides[1] + 1;
+    let mut out = NdTensor::zeros([n, c, oh, ow]);
+    for b in 0..n {
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias[ch];
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let y = (oy * strides[0] + ky) as isize - pt as isize;
+                            let x = (ox * strides[1] + kx) as isize - pl as isize;
+                            if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                                acc += input[[b, ch, y as usize, x as usize]]
+                                    * kernel[[ch, 0, ky, kx]];
+                            }
+                        }
+                    }
+                    out[[b, ch, oy, ox]] = acc;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn depthwise_conv_matches_reference() {
+    let pool = rten::BufferPool::new();
+    // Widths that are not a multiple of any SIMD width, kernels 3 and 5 (the
+    // PP-LCNet ones), with and without padding, unit and non-unit strides.
+    let cases = [
+        (3, [1, 1, 1, 1], [1, 1]),
+        (5, [2, 2, 2, 2], [1, 1]),
+        (5, [0, 0, 0, 0], [1, 1]),
+        (3, [1, 1, 1, 1], [2, 1]),
+        (3, [1, 1, 1, 1], [2, 2]),
+        (3, [0, 2, 1, 0], [1, 1]),
+    ];
+    for (i, (k, pads, strides)) in cases.into_iter().enumerate() {
+        let (c, h, w) = (6, 9, 37);
+        let input = NdTensor::from_data([2, c, h, w], noise(2 * c * h * w, 1 + i as u64));
+        let kernel = NdTensor::from_data([c, 1, k, k], noise(c * k * k, 100 + i as u64));
+        let bias = noise(c, 200 + i as u64);
+        let want = reference_depthwise(&input, &kernel, &bias, pads, strides);
+        let bias_t = NdTensor::from_data([c], bias.clone());
+        let got: Tensor<f32> = conv(
+            &pool,
+            input.as_dyn(),
+            kernel.as_dyn(),
+            Some(bias_t.view()),
+            Padding::from(pads),
+            c,
+            &strides,
+            &[1, 1],
+        )
+        .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        assert_eq!(got.shape(), want.shape().as_slice(), "case {i}");
+        for (g, r) in got.iter().zip(want.iter()) {
+            assert!((g - r).abs() < 1e-4, "case {i}: {g} vs {r}");
+        }
+    }
+}
+
+fn models_dir() -> PathBuf {
+    match std::env::var_os("RYTHMIQ_MODELS_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("models"),
+    }
+}
+
+#[test]
+fn graph_fusions_preserve_model_outputs() {
+    let dir = models_dir();
+    for (file, shape) in [
+        (rythmiq_ocr::REC_MODEL, [1, 3, 48, 200]),
+        (rythmiq_ocr::CLS_MODEL, [2, 3, 80, 160]),
+        (rythmiq_ocr::DET_MODEL, [1, 3, 96, 128]),
+    ] {
+        let path = dir.join(file);
+        let load = |optimize: bool| {
+            ModelOptions::with_all_ops()
+                .enable_optimization(optimize)
+                .load_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-models.sh)", path.display()))
+        };
+        let (fused, plain) = (load(true), load(false));
+        let input = NdTensor::from_data(shape, noise(shape.iter().product(), 7));
+        let run = |model: &rten::Model| -> Tensor<f32> {
+            let out = model
+                .run_one(input.view().into(), None)
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            out.try_into()
+                .unwrap_or_else(|e: rten::TryFromValueError| panic!("{file}: {e}"))
+        };
+        let (a, b) = (run(&fused), run(&plain));
+        assert_eq!(a.shape(), b.shape(), "{file}");
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = a
+            .iter()
+            .zip(b.iter())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-4 * scale, "{file}: outputs differ by {diff}");
+    }
+}
