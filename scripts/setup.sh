@@ -2,7 +2,7 @@
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
 # - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, and
 #   libheif for HEIC decoding;
-# - with --test, the tools only the tests use.
+# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server).
 set -euo pipefail
 
 have_postgres() {
@@ -41,6 +41,13 @@ if [ "${1:-}" = "--test" ]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${test_missing[@]}" >/dev/null
+  fi
+  # moto in server mode: the real S3-compatible server shared/tests/s3_moto.rs starts on
+  # loopback to test the S3 storage backend.
+  if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+    echo "setup: installing moto[server] (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'moto[server]==5.2.1'
   fi
 fi
 

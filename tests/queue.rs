@@ -296,12 +296,15 @@ async fn workers_survive_a_database_restart() -> Result<()> {
     let pool = rythmiq_shared::db::connect(&url, 5).await?;
     rythmiq_shared::db::migrate(&pool).await?;
     let storage_dir = shared_tempdir()?;
-    let storage =
-        rythmiq_shared::storage::Storage::open(rythmiq_shared::config::StorageSettings {
+    let storage = rythmiq_shared::storage::Storage::open(
+        rythmiq_shared::config::StorageSettings {
             root: storage_dir.path().to_path_buf(),
             fetch_timeout: Duration::from_secs(10),
             upload_timeout: Duration::from_secs(10),
-        })?;
+        },
+        &rythmiq_shared::storage::Backend::Local,
+        common::test_keys()?,
+    )?;
     let worker = rythmiq_worker::Worker::new(
         pool.clone(),
         rythmiq_worker::pipeline::Pipeline::new(storage.clone(), common::ocr_stage()),

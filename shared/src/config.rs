@@ -24,6 +24,52 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "root of the local object store",
     ),
     (
+        "RYTHMIQ_STORAGE_BACKEND",
+        "local",
+        "`local` (files under RYTHMIQ_STORAGE_DIR) or `s3` (any S3-compatible store)",
+    ),
+    (
+        "RYTHMIQ_S3_ENDPOINT",
+        "(AWS)",
+        "S3-compatible endpoint, e.g. https://nyc3.digitaloceanspaces.com",
+    ),
+    (
+        "RYTHMIQ_S3_REGION",
+        "us-east-1",
+        "S3 region (Spaces: nyc3…)",
+    ),
+    ("RYTHMIQ_S3_BUCKET", "(required for s3)", "bucket name"),
+    (
+        "RYTHMIQ_S3_ACCESS_KEY_ID",
+        "(required for s3)",
+        "access key id",
+    ),
+    (
+        "RYTHMIQ_S3_SECRET_ACCESS_KEY",
+        "(required for s3)",
+        "secret access key",
+    ),
+    (
+        "RYTHMIQ_S3_ALLOW_HTTP",
+        "false",
+        "allow a plain http:// endpoint (a loopback MinIO or moto only)",
+    ),
+    (
+        "RYTHMIQ_S3_VIRTUAL_HOSTED_STYLE",
+        "false",
+        "bucket.endpoint/key requests instead of endpoint/bucket/key",
+    ),
+    (
+        "RYTHMIQ_MASTER_KEY",
+        "(required for api/worker; `dev` generates .rythmiq/master-keys)",
+        "current master key, `id:base64` of 32 random bytes (`openssl rand -base64 32`)",
+    ),
+    (
+        "RYTHMIQ_MASTER_KEYS_OLD",
+        "(none)",
+        "retired master keys, `id:base64` separated by commas, kept to read older objects",
+    ),
+    (
         "RYTHMIQ_JWT_SECRET",
         "(required for api; `dev` generates one)",
         "HS256 secret for bearer tokens",

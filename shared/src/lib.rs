@@ -4,12 +4,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod embedded_pg;
 pub mod error;
 pub mod metrics;
 pub mod portals;
+pub mod signing;
 pub mod sniff;
 pub mod storage;
 pub mod telemetry;

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
+use rythmiq_shared::crypto::KeyRing;
+use rythmiq_shared::db;
 use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
-use rythmiq_shared::{db, storage::Storage};
+use rythmiq_shared::storage::{Backend, Storage};
 use tokio_util::sync::CancellationToken;
 
 /// Name of the database `dev` keeps its data in.
@@ -63,7 +65,14 @@ async fn serve(
 
     let mut storage_settings = StorageSettings::from_env()?;
     storage_settings.root = data_dir.join("objects");
-    let storage = Storage::open(storage_settings)?;
+    // The embedded default: a key ring generated into the data dir unless RYTHMIQ_MASTER_KEY
+    // is set.
+    let keys = KeyRing::from_env_or_data_dir(data_dir)?;
+    let storage = Storage::open(
+        storage_settings,
+        &Backend::from_env()?,
+        std::sync::Arc::new(keys),
+    )?;
 
     let mut api_settings = ApiSettings::from_env(Some(secret.clone()))?;
     api_settings.listen.clone_from(&args.listen);

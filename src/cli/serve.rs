@@ -1,10 +1,13 @@
 //! Production roles: `rythmiq api`, `rythmiq worker`, `rythmiq migrate`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
-use rythmiq_shared::{db, storage::Storage};
+use rythmiq_shared::crypto::KeyRing;
+use rythmiq_shared::db;
+use rythmiq_shared::storage::{Backend, Storage};
 use rythmiq_worker::pipeline::ocr::OcrStage;
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +34,11 @@ pub async fn api() -> anyhow::Result<ExitCode> {
     let settings = ApiSettings::from_env(None)?;
     let state = rythmiq_api::AppState::new(
         pool().await?,
-        Storage::open(StorageSettings::from_env()?)?,
+        Storage::open(
+            StorageSettings::from_env()?,
+            &Backend::from_env()?,
+            Arc::new(KeyRing::from_env()?),
+        )?,
         settings.clone(),
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -55,7 +62,11 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
         axum::routing::get(move || std::future::ready(metrics.render())),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let storage = Storage::open(StorageSettings::from_env()?)?;
+    let storage = Storage::open(
+        StorageSettings::from_env()?,
+        &Backend::from_env()?,
+        Arc::new(KeyRing::from_env()?),
+    )?;
     let ocr = load_ocr(&settings, 1)?;
     let worker = rythmiq_worker::Worker::new(
         pool().await?,

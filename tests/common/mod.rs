@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rythmiq_shared::config::{ApiSettings, StorageSettings, WorkerSettings};
+use rythmiq_shared::crypto::KeyRing;
 use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
-use rythmiq_shared::storage::Storage;
+use rythmiq_shared::storage::{Backend, Storage};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,14 @@ struct Cluster {
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 /// A temporary directory the unprivileged `postgres` account can traverse when we run as root.
+/// The master key of every test's storage, also handed to worker processes.
+pub const MASTER_KEY: &str = "test:KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+
+/// The key ring for [`MASTER_KEY`].
+pub fn test_keys() -> Result<std::sync::Arc<KeyRing>> {
+    Ok(std::sync::Arc::new(KeyRing::parse(MASTER_KEY, "")?))
+}
+
 pub fn shared_tempdir() -> Result<tempfile::TempDir> {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::create_dir_all(base)?;
@@ -185,11 +194,15 @@ impl TestApp {
         let db_url = fresh_database().await?;
         let pool = rythmiq_shared::db::connect(&db_url, 10).await?;
         let storage_dir = shared_tempdir()?;
-        let storage = Storage::open(StorageSettings {
-            root: storage_dir.path().to_path_buf(),
-            fetch_timeout: Duration::from_secs(10),
-            upload_timeout: Duration::from_secs(10),
-        })?;
+        let storage = Storage::open(
+            StorageSettings {
+                root: storage_dir.path().to_path_buf(),
+                fetch_timeout: Duration::from_secs(10),
+                upload_timeout: Duration::from_secs(10),
+            },
+            &Backend::Local,
+            test_keys()?,
+        )?;
         let mut settings = ApiSettings {
             listen: "127.0.0.1:0".into(),
             jwt_secret: SECRET.into(),
@@ -246,6 +259,7 @@ impl TestApp {
         cmd.arg(command)
             .env("DATABASE_URL", &self.db_url)
             .env("RYTHMIQ_STORAGE_DIR", self.storage_dir.path())
+            .env("RYTHMIQ_MASTER_KEY", MASTER_KEY)
             .env("RYTHMIQ_JWT_SECRET", SECRET)
             .env("RYTHMIQ_LISTEN", "127.0.0.1:0")
             .env("RYTHMIQ_HEARTBEAT_SECS", "1")
