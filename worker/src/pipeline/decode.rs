@@ -14,6 +14,26 @@
 //!   converted through their ICC profile, or with the naive `(1 − C)(1 − K)` formula when they
 //!   carry none;
 //! - transparency is composited onto white, because portals expect a white background.
+//!
+//! # Reduced-scale JPEG decoding
+//!
+//! [`decode_for_target_timed`] knows the size the pipeline will produce. A large JPEG is then
+//! decoded at 1/2, 1/4 or 1/8 scale inside the inverse DCT (`jpeg-decoder`'s `Decoder::scale`, as
+//! libjpeg-turbo and libvips' shrink-on-load do), choosing the smallest scale whose image still
+//! covers the target after the aspect crop and keeps about [`quality::ANALYSIS_MAX_SIDE`] pixels on
+//! its long side, so QUALITY measures at about the same scale either way. A 12 MP phone photo for a
+//! 200 × 230 portal photo is then decoded to 504 × 378: the entropy decoding is the same, the
+//! IDCT, upsampling, colour conversion and every later stage touch 1/64 of the pixels.
+//!
+//! Everything above still holds on that path: the limits are checked on the header first, the
+//! same deadline applies, EXIF orientation and the ICC profile come from the same header reader
+//! and are applied the same way. Whenever the reduced path cannot honour something, the full
+//! decode runs instead: CMYK/YCCK (the ink values are needed for the CMYK profile), 12-bit
+//! samples, a scale that would not cover the target, a memory estimate over the limit, or any
+//! error or panic in `jpeg-decoder` (the full decoder, zune-jpeg, then decides whether the file is
+//! broken, with the messages users already get).
+//!
+//! [`quality::ANALYSIS_MAX_SIDE`]: super::quality::ANALYSIS_MAX_SIDE
 
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
@@ -171,13 +191,33 @@ pub fn decode_timed(
 ) -> Result<(DynamicImage, Duration), DecodeError> {
     // Refuse before copying, so an oversized upload costs nothing.
     check_input_size(bytes.len(), limits)?;
-    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone())
+    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone(), None)
 }
 
 /// [`decode`] for input that is already in a reference-counted buffer (no copy).
 pub fn decode_bytes(bytes: Bytes, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
     check_input_size(bytes.len(), limits)?;
-    run_with_deadline(bytes, limits.clone()).map(|(image, _)| image)
+    run_with_deadline(bytes, limits.clone(), None).map(|(image, _)| image)
+}
+
+/// The upright size the pipeline will turn the image into (the portal rule's pixel size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetSize {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// [`decode_timed`] for an image that will be cropped to `target`'s aspect ratio and shrunk to
+/// it: a large JPEG may come back at reduced scale (see the module documentation), never smaller
+/// than the target after the crop. Other formats, and JPEGs the reduced path cannot honour, are
+/// decoded at full size exactly as [`decode_timed`] does.
+pub fn decode_for_target_timed(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    target: TargetSize,
+) -> Result<(DynamicImage, Duration), DecodeError> {
+    check_input_size(bytes.len(), limits)?;
+    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone(), Some(target))
 }
 
 fn check_input_size(len: usize, limits: &DecodeLimits) -> Result<(), DecodeError> {
@@ -212,6 +252,7 @@ const FINISHED: u8 = 2;
 fn run_with_deadline(
     bytes: Bytes,
     limits: DecodeLimits,
+    target: Option<TargetSize>,
 ) -> Result<(DynamicImage, Duration), DecodeError> {
     if OVERDUE_DECODES.load(Ordering::SeqCst) >= MAX_OVERDUE_DECODES {
         return Err(DecodeError::Unavailable(
@@ -230,13 +271,14 @@ fn run_with_deadline(
             // Third-party decoders have panicked on hostile input before; a bad upload must fail
             // the job, not take the worker down with it.
             let cpu = cpu_time::ThreadTime::now();
-            let result = panic::catch_unwind(AssertUnwindSafe(|| decode_checked(&bytes, &limits)))
-                .unwrap_or_else(|_| {
-                    Err(DecodeError::Corrupt(
-                        "the decoder rejected malformed data".to_owned(),
-                    ))
-                })
-                .map(|image| (image, cpu.elapsed()));
+            let result =
+                panic::catch_unwind(AssertUnwindSafe(|| decode_checked(&bytes, &limits, target)))
+                    .unwrap_or_else(|_| {
+                        Err(DecodeError::Corrupt(
+                            "the decoder rejected malformed data".to_owned(),
+                        ))
+                    })
+                    .map(|image| (image, cpu.elapsed()));
             drop(bytes);
             // The receiver is gone after a timeout; the image is then simply dropped.
             if tx.send(result).is_err() {
@@ -324,7 +366,11 @@ fn sniff(bytes: &[u8]) -> Sniffed {
     }
 }
 
-fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
+fn decode_checked(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    target: Option<TargetSize>,
+) -> Result<DynamicImage, DecodeError> {
     if let Sniffed::Heif { avif } = sniff(bytes) {
         return decode_heif(bytes, limits, avif);
     }
@@ -377,6 +423,15 @@ fn decode_checked(bytes: &[u8], limits: &DecodeLimits) -> Result<DynamicImage, D
         // profile (always a CMYK one here) could not be applied afterwards.
         drop(decoder);
         decode_jpeg_cmyk(bytes, limits, icc.as_deref())?
+    } else if let Some(mut rgb) = target
+        .filter(|_| format == ImageFormat::Jpeg)
+        .and_then(|t| decode_jpeg_reduced(bytes, limits, (width, height), orientation, t))
+    {
+        drop(decoder);
+        if let Some(icc) = icc.as_deref() {
+            rgb_profile_to_srgb(&mut rgb, icc);
+        }
+        rgb
     } else {
         let img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, limits))?;
         let mut rgb = flatten_on_white(img);
@@ -528,6 +583,139 @@ fn decode_jpeg_cmyk(
     RgbImage::from_raw(width, height, rgb).ok_or_else(|| {
         DecodeError::Corrupt("the JPEG's pixel buffer has the wrong size".to_owned())
     })
+}
+
+/// Long side, in pixels, a reduced decode keeps at least (unless the original is smaller): near
+/// QUALITY's analysis size, so its signals are measured at about the scale they were calibrated
+/// at. A little under 512 so that 8 and 12 MP photos (3,264 and 4,032 pixels wide) may use 1/8.
+const REDUCED_MIN_LONG_SIDE: u32 = 400;
+
+/// Whether an EXIF orientation swaps width and height.
+fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// The smallest IDCT scale (in eighths: 1, 2 or 4) at which a `stored` JPEG still covers
+/// `target` after the aspect crop, and keeps [`REDUCED_MIN_LONG_SIDE`]; with the scaled size,
+/// in stored orientation. `None` when only the full size (8/8) would do.
+fn reduced_scale(
+    stored: (u32, u32),
+    orientation: Orientation,
+    target: TargetSize,
+) -> Option<(u32, (u32, u32))> {
+    let (sw, sh) = stored;
+    // The target in the stored frame: a 90° rotation is applied after decoding.
+    let (tw, th) = if swaps_axes(orientation) {
+        (target.height, target.width)
+    } else {
+        (target.width, target.height)
+    };
+    if tw == 0 || th == 0 {
+        return None;
+    }
+    let min_long = sw.max(sh).min(REDUCED_MIN_LONG_SIDE);
+    [1u32, 2, 4].into_iter().find_map(|eighths| {
+        // jpeg-decoder's rounding: ceil(len × eighths / 8).
+        let scaled = |len: u32| (u64::from(len) * u64::from(eighths)).div_ceil(8);
+        let (w, h) = (scaled(sw), scaled(sh));
+        // The largest crop with the target's aspect keeps one full side, so it reaches the
+        // target in both directions exactly when the whole image does.
+        let covers = w >= u64::from(tw) && h >= u64::from(th);
+        let size = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
+        (covers && size.0.max(size.1) >= min_long).then_some((eighths, size))
+    })
+}
+
+/// Decode a three-component (or grey) JPEG at the reduced scale [`reduced_scale`] picks, as RGB8
+/// in stored orientation (the caller applies orientation and ICC as for a full decode).
+///
+/// `None` means "decode at full size instead": the scale would be 8/8, the file is CMYK or 12-bit,
+/// the memory estimate breaks the limit, or `jpeg-decoder` failed or panicked on it.
+fn decode_jpeg_reduced(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    stored: (u32, u32),
+    orientation: Orientation,
+    target: TargetSize,
+) -> Option<RgbImage> {
+    let (_, (want_w, want_h)) = reduced_scale(stored, orientation, target)?;
+    // jpeg-decoder keeps a progressive file's coefficients at full size (two bytes a sample,
+    // at most three full-resolution components) besides its output.
+    let coefficients = u64::from(stored.0) * u64::from(stored.1) * 6;
+    let output = u64::from(want_w) * u64::from(want_h) * 3;
+    if coefficients + output > limits.max_alloc_bytes {
+        return None;
+    }
+    let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
+        decode_jpeg_scaled(bytes, limits, stored, (want_w, want_h))
+    }));
+    match decoded {
+        Ok(Ok(rgb)) => Some(rgb),
+        Ok(Err(reason)) => {
+            tracing::debug!(
+                reason,
+                "reduced JPEG decode declined; decoding at full size"
+            );
+            None
+        }
+        Err(_) => {
+            tracing::debug!("jpeg-decoder panicked; decoding at full size");
+            None
+        }
+    }
+}
+
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    stored: (u32, u32),
+    want: (u32, u32),
+) -> Result<RgbImage, String> {
+    use jpeg_decoder::PixelFormat;
+
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.set_max_decoding_buffer_size(
+        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
+    );
+    decoder.read_info().map_err(|e| e.to_string())?;
+    let info = decoder.info().ok_or("no frame header")?;
+    // Both readers must agree on what the file is before we trust the scaled result.
+    if (u32::from(info.width), u32::from(info.height)) != stored {
+        return Err("the two JPEG readers disagree on the size".to_owned());
+    }
+    if !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
+        return Err(format!("pixel format {:?}", info.pixel_format));
+    }
+    let as_u16 = |v: u32| u16::try_from(v).map_err(|_| "size out of range".to_owned());
+    let (w, h) = decoder
+        .scale(as_u16(want.0)?, as_u16(want.1)?)
+        .map_err(|e| e.to_string())?;
+    if (u32::from(w), u32::from(h)) != want {
+        return Err(format!("scaled to {w}×{h}, wanted {}×{}", want.0, want.1));
+    }
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let (w, h) = (usize::from(w), usize::from(h));
+    let rgb = match info.pixel_format {
+        PixelFormat::L8 => {
+            let grey = pixels.get(..w * h).ok_or("short grey buffer")?;
+            grey.iter().flat_map(|&v| [v, v, v]).collect()
+        }
+        _ => {
+            let mut rgb = pixels;
+            if rgb.len() < w * h * 3 {
+                return Err("short RGB buffer".to_owned());
+            }
+            rgb.truncate(w * h * 3);
+            rgb
+        }
+    };
+    RgbImage::from_raw(want.0, want.1, rgb).ok_or_else(|| "wrong buffer size".to_owned())
 }
 
 /// JFIF (full-range BT.601) YCbCr to RGB.
@@ -1558,7 +1746,7 @@ mod tests {
     }
 
     fn check_no_panic(bytes: &[u8], what: &str) {
-        match decode_checked(bytes, &fuzz_limits()) {
+        match decode_checked(bytes, &fuzz_limits(), None) {
             Ok(img) => {
                 assert!(img.as_rgb8().is_some(), "{what}: not Rgb8");
                 assert!(img.width() > 0 && img.height() > 0, "{what}: empty image");
@@ -1692,5 +1880,160 @@ mod tests {
             "fuzz: {done} cases in {:.1} s",
             started.elapsed().as_secs_f64()
         );
+    }
+
+    // ---- reduced-scale JPEG decoding ----
+
+    fn target(width: u32, height: u32) -> TargetSize {
+        TargetSize { width, height }
+    }
+
+    fn with_orientation(jpeg: &[u8], value: u8) -> Vec<u8> {
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08".to_vec();
+        exif.extend_from_slice(&[
+            0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, value, 0, 0, 0, 0, 0, 0,
+        ]);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&u16::try_from(exif.len() + 2).unwrap().to_be_bytes());
+        out.extend_from_slice(&exif);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    fn reduced(bytes: &[u8], t: TargetSize) -> DynamicImage {
+        decode_for_target_timed(bytes, &limits(), t).unwrap().0
+    }
+
+    fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+        assert_eq!(a.dimensions(), b.dimensions());
+        let total: u64 = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(&x, &y)| u64::from(x.abs_diff(y)))
+            .sum();
+        total as f64 / a.as_raw().len() as f64
+    }
+
+    #[test]
+    fn reduced_scale_is_the_smallest_that_still_covers_the_target() {
+        let none = Orientation::NoTransforms;
+        // A 12 MP phone photo for a 200 × 230 portal photo: 1/8, 504 × 378 (covers 200 × 230).
+        assert_eq!(
+            reduced_scale((4032, 3024), none, target(200, 230)),
+            Some((1, (504, 378)))
+        );
+        // 630 × 810 needs 1/2 (1/4 would leave 756 rows).
+        assert_eq!(
+            reduced_scale((4032, 3024), none, target(630, 810)),
+            Some((4, (2016, 1512)))
+        );
+        // Stored sideways: the upright target is compared with the rotated frame.
+        assert_eq!(
+            reduced_scale((4032, 3024), Orientation::Rotate90, target(230, 200)),
+            Some((1, (504, 378)))
+        );
+        // The long side stays near QUALITY's analysis size even for a tiny target.
+        assert_eq!(
+            reduced_scale((3000, 2000), none, target(140, 60)),
+            Some((2, (750, 500)))
+        );
+        // Nothing to gain: small photos and large targets are decoded at full size.
+        assert_eq!(reduced_scale((600, 400), none, target(200, 230)), None);
+        assert_eq!(reduced_scale((2000, 2800), none, target(1240, 1754)), None);
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_reduced_and_matches_the_full_decode() {
+        let big = photo(2400, 1800);
+        let bytes = jpeg_bytes(&big);
+        let small = reduced(&bytes, target(200, 230)).into_rgb8();
+        // 1/8 would be 300 × 225 (short of 230 rows), so 1/4.
+        assert_eq!(small.dimensions(), (600, 450));
+        // Same picture as the full decode box-averaged by 4.
+        let full = decode(&bytes, &limits()).unwrap().into_rgb8();
+        let boxed = image::imageops::thumbnail(&full, 600, 450);
+        let diff = mean_abs_diff(&small, &boxed);
+        assert!(diff < 6.0, "mean difference {diff:.2}");
+        // Without a target, or for a target as large as the image, nothing changes.
+        assert_eq!(
+            reduced(&bytes, target(2400, 1800)).into_rgb8().dimensions(),
+            (2400, 1800)
+        );
+    }
+
+    #[test]
+    fn reduced_decode_applies_exif_orientation() {
+        // Left half red, right half blue; stored with orientation 6 (rotate 90° clockwise).
+        let src = RgbImage::from_fn(2400, 1600, |x, _| {
+            if x < 1200 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let bytes = with_orientation(&jpeg_bytes(&src), 6);
+        let img = reduced(&bytes, target(100, 100)).into_rgb8();
+        // Upright: 1600 × 2400 at 1/4 (1/8 would leave only 300 pixels on the long side).
+        assert_eq!(img.dimensions(), (400, 600));
+        let (top, bottom) = (img.get_pixel(200, 50), img.get_pixel(200, 550));
+        assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
+        assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+    }
+
+    #[test]
+    fn reduced_decode_converts_the_icc_profile_like_the_full_decode() {
+        // The Adobe RGB fixture, enlarged so the reduced path applies, keeps its profile.
+        let original = fixture("adobergb.jpg");
+        let icc = ImageReader::new(Cursor::new(&original))
+            .with_guessed_format()
+            .unwrap()
+            .into_decoder()
+            .unwrap()
+            .icc_profile()
+            .unwrap()
+            .unwrap();
+        let pixels = image::load_from_memory(&original).unwrap().into_rgb8();
+        let big =
+            image::imageops::resize(&pixels, 2048, 2048, image::imageops::FilterType::Nearest);
+        let mut bytes = Vec::new();
+        let mut encoder = JpegEncoder::new_with_quality(&mut bytes, 95);
+        encoder.set_icc_profile(icc).unwrap();
+        encoder.encode_image(&big).unwrap();
+        let small = reduced(&bytes, target(100, 100)).into_rgb8();
+        assert_eq!(small.dimensions(), (512, 512));
+        let full = decode(&bytes, &limits()).unwrap().into_rgb8();
+        let boxed = image::imageops::thumbnail(&full, 512, 512);
+        let diff = mean_abs_diff(&small, &boxed);
+        assert!(diff < 4.0, "mean difference {diff:.2}");
+    }
+
+    #[test]
+    fn the_reduced_path_falls_back_for_cmyk_and_keeps_every_rejection() {
+        // CMYK goes through the ink-preserving full decode, whatever the target.
+        for name in ["cmyk-adobe.jpg", "cmyk-ycck-progressive.jpg"] {
+            let bytes = fixture(name);
+            let a = decode(&bytes, &limits()).unwrap().into_rgb8();
+            let b = reduced(&bytes, target(10, 10)).into_rgb8();
+            assert_eq!(a, b, "{name}");
+        }
+        // Limits are checked before the reduced path is considered.
+        let mut jpeg = jpeg_bytes(&photo(32, 32));
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
+        let err = decode_for_target_timed(&jpeg, &limits(), target(200, 230)).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::DimensionsTooLarge { .. }),
+            "{err}"
+        );
+        // A truncated large JPEG: an image or a DECODE_FAILED, never a panic.
+        let full = jpeg_bytes(&photo(2400, 1800));
+        for cut in [200usize, full.len() / 3, full.len() - 2] {
+            if let Err(e) = decode_for_target_timed(&full[..cut], &limits(), target(200, 230)) {
+                assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}");
+            }
+        }
     }
 }

@@ -144,7 +144,13 @@ pub fn process_image(
         // The decode time limit runs the decoder on a thread of its own, which reports its CPU.
         let span = stage_span("decode");
         let _entered = span.enter();
-        let (image, decode_cpu) = decode::decode_timed(input, limits)?;
+        // Large JPEGs decode at a DCT scale that still covers the target (and OCR's needs:
+        // never below the target size).
+        let target = decode::TargetSize {
+            width: rule.width.unsigned_abs(),
+            height: rule.height.unsigned_abs(),
+        };
+        let (image, decode_cpu) = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
             "decode",
             decode_cpu.as_secs_f64(),
