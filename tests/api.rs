@@ -75,6 +75,32 @@ async fn a_photo_becomes_a_compliant_portal_file() -> Result<()> {
     );
     let img = decode_output(&bytes)?;
     assert_eq!((img.width(), img.height()), (200, 230));
+
+    // The signed link fetches the same file without a token; altered or expired links do not.
+    let link = job["download_url"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        link.starts_with(&format!("/v1/download/{id}?exp=")),
+        "{job}"
+    );
+    let anon = reqwest::Client::new();
+    let via_link = anon.get(app.url(&link)).send().await?;
+    assert_eq!(via_link.status(), StatusCode::OK);
+    assert_eq!(via_link.bytes().await?, bytes);
+    let signer = rythmiq_shared::signing::LinkSigner::from_keyring(app.storage.keys());
+    let expired = signer.download_link(
+        id,
+        chrono::Utc::now() - chrono::Duration::hours(25),
+        rythmiq_shared::signing::DEFAULT_TTL,
+    );
+    let other_job = link.replace(&id.to_string(), &Uuid::new_v4().to_string());
+    let tampered = format!("{}A", link.trim_end_matches('A'));
+    for bad in [expired, other_job, tampered, format!("/v1/download/{id}")] {
+        let r = anon.get(app.url(&bad)).send().await?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "LINK_INVALID", "{bad}");
+    }
     let docs: i64 = sqlx::query_scalar("SELECT count(*) FROM documents WHERE job_id = $1")
         .bind(id)
         .fetch_one(&app.pool)

@@ -24,6 +24,16 @@ fn process(input: &std::path::Path, portal: &str, out: &std::path::Path) -> Resu
     Ok((o.status.success(), v))
 }
 
+/// The stage names of a `process --json` report, in order.
+fn stage_names(v: &Value) -> Vec<&str> {
+    v["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
+}
+
 #[test]
 fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
     let dir = shared_tempdir()?;
@@ -39,12 +49,7 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
         assert!(v["path"] == "fast" || v["path"] == "standard");
         let score = v["quality_score"].as_f64().unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&score));
-        let names: Vec<&str> = v["stages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["name"].as_str())
-            .collect();
+        let names = stage_names(&v);
         assert!(
             names.contains(&"decode") && names.contains(&"quality") && names.contains(&"schema"),
             "{names:?}"
@@ -138,12 +143,7 @@ fn a_document_is_read_and_its_text_stored_next_to_the_output() -> Result<()> {
     let out = dir.path().join("doc.pdf");
     let (ok, v) = process(&input, "aadhaar-update-document", &out)?;
     assert!(ok, "{v}");
-    let names: Vec<&str> = v["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let names = stage_names(&v);
     assert!(
         names.contains(&"pre_ocr") && names.contains(&"ocr"),
         "{names:?}"

@@ -22,6 +22,8 @@ pub enum ApiError {
     UnknownPortal(String),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
+    #[error("{0}")]
+    LinkInvalid(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
             }
+            ApiError::LinkInvalid(_) => (StatusCode::FORBIDDEN, "LINK_INVALID"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

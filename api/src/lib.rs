@@ -12,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rythmiq_shared::config::ApiSettings;
+use rythmiq_shared::signing::LinkSigner;
 use rythmiq_shared::storage::Storage;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub events: events::JobEvents,
     pub metrics: Option<PrometheusHandle>,
+    /// Signs `download_url`s; keyed from the storage master key, so no extra secret.
+    pub links: LinkSigner,
 }
 
 impl AppState {
@@ -40,7 +43,9 @@ impl AppState {
             }
         };
         tokio::spawn(refresh_gauges(pool.clone()));
+        let links = LinkSigner::from_keyring(storage.keys());
         Self {
+            links,
             pool,
             storage,
             settings,
@@ -76,7 +81,8 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Rythmiq API", description = "Photos and scans in, portal-compliant files out."),
-    paths(routes::jobs::create, routes::jobs::get, routes::jobs::output, routes::portals::list,
+    paths(routes::jobs::create, routes::jobs::get, routes::jobs::output, routes::jobs::download,
+          routes::portals::list,
           routes::health::healthz, routes::health::readyz),
     modifiers(&BearerAuth)
 )]
@@ -116,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs", post(routes::jobs::create))
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/output", get(routes::jobs::output))
+        .route("/v1/download/{id}", get(routes::jobs::download))
         .route("/v1/portal-schemas", get(routes::portals::list))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

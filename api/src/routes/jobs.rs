@@ -14,6 +14,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use rythmiq_shared::db::{self, QUEUE};
 use rythmiq_shared::domain::{JobState, JobTask, OutputFormat};
+use rythmiq_shared::signing::{DEFAULT_TTL, LinkQuery, LinkSigner};
 use rythmiq_shared::sniff::sniff_image;
 use rythmiq_shared::storage::raw_key;
 use rythmiq_shared::telemetry::trace;
@@ -72,6 +73,9 @@ pub struct JobView {
     pub error_message: Option<String>,
     pub attempts: i32,
     pub output: Option<OutputInfo>,
+    /// A signed link to the output that needs no bearer token (a browser or a phone can open
+    /// it), valid for 24 hours from this response; `null` until the job is completed.
+    pub download_url: Option<String>,
     pub ocr: Option<OcrInfo>,
     pub warnings: serde_json::Value,
     pub correlation_id: String,
@@ -136,6 +140,7 @@ impl From<JobRow> for JobView {
             error_message: r.error_message,
             attempts: r.attempts,
             output,
+            download_url: None,
             ocr: r.ocr.map(|j| j.0),
             warnings: r.warnings,
             correlation_id: r.correlation_id,
@@ -436,7 +441,11 @@ pub async fn get(
     loop {
         let row = load_job(&state, user, id).await?;
         if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(row.into()));
+            let mut view = JobView::from(row);
+            if view.output.is_some() {
+                view.download_url = Some(state.links.download_link(id, Utc::now(), DEFAULT_TTL));
+            }
+            return Ok(Json(view));
         }
         // Sleep until this job changes (or the stream resyncs), or time runs out.
         loop {
@@ -459,6 +468,39 @@ pub async fn output(
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
     let row = load_job(&state, user, id).await?;
+    serve_output(&state, row).await
+}
+
+/// Download the produced file through a signed link (from `download_url`), without a token.
+#[utoipa::path(get, path = "/v1/download/{id}", tag = "jobs",
+    params(("id" = Uuid, Path), ("exp" = i64, Query, description = "expiry, unix seconds"),
+           ("sig" = String, Query, description = "HMAC-SHA256 signature")),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(link) = link.map_err(|_| {
+        ApiError::LinkInvalid("a download link needs its `exp` and `sig` parameters".into())
+    })?;
+    state
+        .links
+        .verify(&LinkSigner::download_path(id), &link, Utc::now())
+        .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
+    let row =
+        sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!("{SELECT_JOB} WHERE j.id = $1")))
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+    serve_output(&state, row).await
+}
+
+/// The job's output file with its content type and portal file name.
+async fn serve_output(state: &AppState, row: JobRow) -> Result<Response, ApiError> {
+    let id = row.id;
     let (Some(key), JobState::Completed) = (row.output_key.as_deref(), row.state) else {
         return Err(ApiError::NotFound);
     };
