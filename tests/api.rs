@@ -585,3 +585,77 @@ async fn compiled_in_portal_rules_match_the_database() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn raw_uploads_and_outputs_are_deleted_when_their_retention_runs_out() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let mut settings = fast_worker_settings();
+    // Raw uploads go at the first sweep after the job; outputs after an hour.
+    settings.raw_retention = Duration::ZERO;
+    settings.output_retention = Duration::from_secs(3600);
+    let (stop, _w) = app.start_worker(settings);
+    let id = app
+        .submit_ok(photo_jpeg(900, 1200, 77), "neet-ug-2026-photo")
+        .await?;
+    let job = app.wait_terminal(id, 60).await?;
+    assert_eq!(job["status"], "completed", "{job}");
+    let (input_key, output_key): (String, String) =
+        sqlx::query_as("SELECT input_key, output_key FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await?;
+    let stored = |key: String| {
+        let storage = app.storage.clone();
+        async move {
+            let key = rythmiq_shared::storage::ObjectKey::parse(&key)?;
+            anyhow::Ok(storage.get_object(&key).await.is_ok())
+        }
+    };
+    let pool = app.pool.clone();
+    let deleted = |column: &'static str| {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                let at: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+                    sqlx::AssertSqlSafe(format!("SELECT {column} FROM jobs WHERE id = $1")),
+                )
+                .bind(id)
+                .fetch_one(&pool)
+                .await?;
+                Ok(at.is_some())
+            }
+        }
+    };
+    eventually(30, deleted("input_deleted_at")).await?;
+    assert!(!stored(input_key).await?, "the raw upload is gone");
+    assert!(stored(output_key.clone()).await?, "the output is kept");
+    let out = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/output")))
+        .bearer_auth(app.token())
+        .send()
+        .await?;
+    assert_eq!(out.status(), StatusCode::OK);
+
+    // A week later, as far as the sweep can tell.
+    sqlx::query("UPDATE jobs SET finished_at = now() - interval '2 hours' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await?;
+    eventually(30, deleted("output_deleted_at")).await?;
+    assert!(!stored(output_key).await?, "the output is gone");
+    let out = app
+        .client
+        .get(app.url(&format!("/v1/jobs/{id}/output")))
+        .bearer_auth(app.token())
+        .send()
+        .await?;
+    assert_eq!(out.status(), StatusCode::GONE);
+    let body: Value = out.json().await?;
+    assert_eq!(body["error"]["code"], "OUTPUT_EXPIRED");
+    let job = app.job(id, 0).await?;
+    assert!(job["download_url"].is_null(), "{job}");
+    stop.cancel();
+    Ok(())
+}

@@ -24,6 +24,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("{0}")]
     LinkInvalid(String),
+    #[error("the output was deleted after its retention period; submit the upload again")]
+    OutputExpired,
     #[error("internal error")]
     Internal(String),
 }
@@ -55,6 +57,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "IDEMPOTENCY_KEY_REUSED")
             }
             ApiError::LinkInvalid(_) => (StatusCode::FORBIDDEN, "LINK_INVALID"),
+            ApiError::OutputExpired => (StatusCode::GONE, "OUTPUT_EXPIRED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }

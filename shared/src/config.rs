@@ -133,6 +133,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "how often the fleet refreshes rollups and applies retention",
     ),
     (
+        "RYTHMIQ_RAW_RETENTION_HOURS",
+        "24",
+        "raw uploads are deleted this long after their job finished",
+    ),
+    (
+        "RYTHMIQ_OUTPUT_RETENTION_DAYS",
+        "7",
+        "outputs (and a document's OCR text) are deleted this long after completion",
+    ),
+    (
         "RYTHMIQ_OCR_TIMEOUT_SECS",
         "120",
         "longest OCR may take in one job (then OCR_TIMEOUT, retried)",
@@ -252,6 +262,10 @@ pub struct WorkerSettings {
     pub job_timeout: Duration,
     pub maintenance_interval: Duration,
     pub retention_days: u32,
+    /// Raw uploads are deleted this long after their job finished.
+    pub raw_retention: Duration,
+    /// Outputs (and a document's OCR text) are deleted this long after their job completed.
+    pub output_retention: Duration,
     /// Longest OCR may take in one job (`OCR_TIMEOUT`, retried).
     pub ocr_timeout: Duration,
     /// Inference threads per OCR run; 0 sizes it so that concurrency × threads ≈ cores.
@@ -285,6 +299,10 @@ impl WorkerSettings {
             job_timeout: Duration::from_secs(var("RYTHMIQ_JOB_TIMEOUT_SECS", 300)?),
             maintenance_interval: Duration::from_secs(var("RYTHMIQ_MAINTENANCE_SECS", 300)?),
             retention_days: var("RYTHMIQ_RETENTION_DAYS", 90)?,
+            raw_retention: Duration::from_secs(3600 * var("RYTHMIQ_RAW_RETENTION_HOURS", 24)?),
+            output_retention: Duration::from_secs(
+                86_400 * var("RYTHMIQ_OUTPUT_RETENTION_DAYS", 7)?,
+            ),
             ocr_timeout: Duration::from_secs(var("RYTHMIQ_OCR_TIMEOUT_SECS", 120)?),
             ocr_threads: var("RYTHMIQ_OCR_THREADS", 0)?,
         })
@@ -331,6 +349,8 @@ mod tests {
             job_timeout: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(300),
             retention_days: 90,
+            raw_retention: Duration::from_secs(86_400),
+            output_retention: Duration::from_secs(7 * 86_400),
             ocr_timeout: Duration::from_secs(120),
             ocr_threads: 0,
         };

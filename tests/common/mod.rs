@@ -168,6 +168,8 @@ pub fn fast_worker_settings() -> WorkerSettings {
         job_timeout: Duration::from_secs(120),
         maintenance_interval: Duration::from_secs(2),
         retention_days: 90,
+        raw_retention: Duration::from_secs(86_400),
+        output_retention: Duration::from_secs(7 * 86_400),
         ocr_timeout: Duration::from_secs(120),
         ocr_threads: 1,
     }

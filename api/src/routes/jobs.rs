@@ -102,6 +102,7 @@ struct JobRow {
     output_filename: Option<String>,
     warnings: serde_json::Value,
     ocr: Option<sqlx::types::Json<OcrInfo>>,
+    output_deleted_at: Option<DateTime<Utc>>,
     correlation_id: String,
     request_fingerprint: String,
     created_at: DateTime<Utc>,
@@ -154,6 +155,7 @@ impl From<JobRow> for JobView {
 const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version, j.error_code,
         j.error_message, j.attempts, j.output_key, j.output_bytes, j.output_width,
         j.output_height, j.output_dpi, j.output_format, j.output_filename, j.warnings, j.ocr,
+        j.output_deleted_at,
         j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
     FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
 
@@ -441,8 +443,9 @@ pub async fn get(
     loop {
         let row = load_job(&state, user, id).await?;
         if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+            let files_kept = row.output_deleted_at.is_none();
             let mut view = JobView::from(row);
-            if view.output.is_some() {
+            if view.output.is_some() && files_kept {
                 view.download_url = Some(state.links.download_link(id, Utc::now(), DEFAULT_TTL));
             }
             return Ok(Json(view));
@@ -501,6 +504,9 @@ pub async fn download(
 /// The job's output file with its content type and portal file name.
 async fn serve_output(state: &AppState, row: JobRow) -> Result<Response, ApiError> {
     let id = row.id;
+    if row.output_deleted_at.is_some() {
+        return Err(ApiError::OutputExpired);
+    }
     let (Some(key), JobState::Completed) = (row.output_key.as_deref(), row.state) else {
         return Err(ApiError::NotFound);
     };

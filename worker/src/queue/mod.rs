@@ -148,10 +148,72 @@ impl Worker {
                 _ = tick.tick() => {}
             }
             match store::maintenance(&self.pool, self.settings.retention_days).await {
-                Ok(Some(purged)) => tracing::info!(purged, "rollups refreshed, retention applied"),
+                Ok(Some(purged)) => {
+                    tracing::info!(purged, "rollups refreshed, retention applied");
+                    self.delete_expired_files().await;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
             }
+        }
+    }
+
+    /// Deletes raw uploads and outputs whose retention has run out, in batches; a file that
+    /// cannot be deleted now stays listed and is tried again at the next sweep.
+    async fn delete_expired_files(&self) {
+        let s = &self.settings;
+        let expired = match store::expired_files(
+            &self.pool,
+            s.raw_retention,
+            s.output_retention,
+            500,
+        )
+        .await
+        {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing expired files failed; will retry");
+                return;
+            }
+        };
+        let storage = &self.pipeline.storage;
+        let delete_all = |keys: Vec<String>| async move {
+            for key in keys {
+                let path = object_store::path::Path::parse(&key)
+                    .map_err(|e| rythmiq_shared::Error::InvalidKey(e.to_string()))?;
+                storage.delete(&path).await?;
+            }
+            Ok::<(), rythmiq_shared::Error>(())
+        };
+        let (mut raw, mut outputs) = (0usize, 0usize);
+        let batches = expired
+            .raw
+            .into_iter()
+            .map(|(job, key)| (job, vec![key], false))
+            .chain(
+                expired
+                    .outputs
+                    .into_iter()
+                    .map(|(job, keys)| (job, keys, true)),
+            );
+        for (job, keys, output) in batches {
+            match delete_all(keys).await {
+                Ok(()) => {
+                    if let Err(e) = store::mark_deleted(&self.pool, job, output).await {
+                        tracing::warn!(error = %e, "recording a deletion failed; will retry");
+                    } else if output {
+                        outputs += 1;
+                    } else {
+                        raw += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job, error = %e, "deleting an expired file failed; will retry");
+                }
+            }
+        }
+        if raw + outputs > 0 {
+            tracing::info!(raw, outputs, "expired files deleted");
         }
     }
 

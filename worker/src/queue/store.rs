@@ -253,6 +253,61 @@ async fn record_cpu(
     Ok(())
 }
 
+/// Files whose retention has run out, at most `limit` of each kind per sweep.
+#[derive(Debug, Default)]
+pub struct ExpiredFiles {
+    /// `(job, input_key)`: raw uploads of jobs finished longer than the raw retention ago.
+    pub raw: Vec<(Uuid, String)>,
+    /// `(job, keys)`: a completed job's output and, for documents, its OCR text.
+    pub outputs: Vec<(Uuid, Vec<String>)>,
+}
+
+pub async fn expired_files(
+    pool: &PgPool,
+    raw_after: Duration,
+    output_after: Duration,
+    limit: i64,
+) -> Result<ExpiredFiles, sqlx::Error> {
+    let secs = |d: Duration| d.as_secs_f64();
+    let raw: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, input_key FROM jobs
+         WHERE input_deleted_at IS NULL AND state IN ('completed', 'failed')
+           AND finished_at < now() - make_interval(secs => $1)
+         ORDER BY finished_at LIMIT $2",
+    )
+    .bind(secs(raw_after))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "SELECT j.id, j.output_key, d.ocr_text_key FROM jobs j
+         LEFT JOIN documents d ON d.job_id = j.id
+         WHERE j.output_deleted_at IS NULL AND j.state = 'completed'
+           AND j.finished_at < now() - make_interval(secs => $1)
+         ORDER BY j.finished_at LIMIT $2",
+    )
+    .bind(secs(output_after))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let outputs = rows
+        .into_iter()
+        .map(|(id, out, text)| (id, std::iter::once(out).chain(text).collect()))
+        .collect();
+    Ok(ExpiredFiles { raw, outputs })
+}
+
+/// Records that a job's raw upload (`output = false`) or output files are gone.
+pub async fn mark_deleted(pool: &PgPool, job: Uuid, output: bool) -> Result<(), sqlx::Error> {
+    let sql = if output {
+        "UPDATE jobs SET output_deleted_at = now() WHERE id = $1"
+    } else {
+        "UPDATE jobs SET input_deleted_at = now() WHERE id = $1"
+    };
+    sqlx::query(sql).bind(job).execute(pool).await?;
+    Ok(())
+}
+
 /// Fleet housekeeping, run by whichever worker takes the advisory lock (one runner at a time):
 /// refresh the rollups and apply retention. Returns the rows purged, or None when another
 /// worker holds the lock.
