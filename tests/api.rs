@@ -659,3 +659,110 @@ async fn raw_uploads_and_outputs_are_deleted_when_their_retention_runs_out() -> 
     stop.cancel();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submissions_never_overdraw_credits() -> Result<()> {
+    let app = TestApp::spawn_with(|s| s.starting_credits = 5).await?;
+    let submissions = (0..12u32).map(|i| {
+        let app = &app;
+        async move {
+            app.submit(photo_jpeg(200, 240, 1000 + i), "neet-ug-2026-photo")
+                .await
+        }
+    });
+    let responses = futures::future::join_all(submissions).await;
+    let (mut accepted, mut refused) = (0, 0);
+    for r in responses {
+        let r = r?;
+        match r.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::PAYMENT_REQUIRED => {
+                let body: Value = r.json().await?;
+                assert_eq!(body["error"]["code"], "INSUFFICIENT_CREDITS");
+                refused += 1;
+            }
+            other => anyhow::bail!("unexpected {other}"),
+        }
+    }
+    assert_eq!((accepted, refused), (5, 7));
+    let balance: i32 = sqlx::query_scalar("SELECT balance FROM user_credits WHERE user_id = $1")
+        .bind(app.user)
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(balance, 0);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE user_id = $1")
+        .bind(app.user)
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(jobs, 5, "a refused request enqueues nothing");
+    let raw = app
+        .storage
+        .list(rythmiq_shared::storage::ObjectKind::Raw)
+        .await?;
+    assert_eq!(raw.len(), 5, "a refused request leaves no upload behind");
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_that_are_ours_are_refunded_and_bad_uploads_are_not() -> Result<()> {
+    let app = TestApp::spawn_with(|s| s.starting_credits = 5).await?;
+    // The user's fault: an undecodable upload. No refund.
+    let (stop, _w) = app.start_worker(fast_worker_settings());
+    let mut bogus = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bogus.extend([0u8; 300]);
+    let theirs = app.submit_ok(bogus, "neet-ug-2026-photo").await?;
+    let b = app.wait_terminal(theirs, 60).await?;
+    assert_eq!(b["error_code"], "DECODE_FAILED", "{b}");
+    stop.cancel();
+    // Ours: every attempt runs out of time (INTERNAL, retried, then failed). Refunded.
+    let mut settings = fast_worker_settings();
+    settings.job_timeout = Duration::from_millis(1);
+    let (stop, _w) = app.start_worker(settings);
+    let ours = app
+        .submit_ok(slow_png(3000, 3000), "neet-ug-2026-photo")
+        .await?;
+    let a = app.wait_terminal(ours, 60).await?;
+    assert_eq!(a["error_code"], "INTERNAL", "{a}");
+    stop.cancel();
+    let balance: i32 = sqlx::query_scalar("SELECT balance FROM user_credits WHERE user_id = $1")
+        .bind(app.user)
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(balance, 4, "5 − 2 charged + 1 refunded");
+    let owed: Vec<i32> =
+        sqlx::query_scalar("SELECT credits_charged FROM jobs WHERE user_id = $1 ORDER BY id")
+            .bind(app.user)
+            .fetch_all(&app.pool)
+            .await?;
+    assert_eq!(owed.iter().sum::<i32>(), 1, "{owed:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn job_creation_is_rate_limited_per_user() -> Result<()> {
+    let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 3).await?;
+    for i in 0..3 {
+        app.submit_ok(photo_jpeg(200, 240, 500 + i), "neet-ug-2026-photo")
+            .await?;
+    }
+    let r = app
+        .submit(photo_jpeg(200, 240, 599), "neet-ug-2026-photo")
+        .await?;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = r.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = r.json().await?;
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    // Another user is not affected.
+    let other = token_for(Uuid::new_v4());
+    let r = app
+        .submit_as(
+            &other,
+            photo_jpeg(200, 240, 600),
+            "neet-ug-2026-photo",
+            None,
+        )
+        .await?;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    Ok(())
+}

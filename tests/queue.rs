@@ -154,6 +154,16 @@ async fn a_poison_job_that_kills_every_worker_fails_after_max_attempts() -> Resu
     .fetch_one(&app.pool)
     .await?;
     assert_eq!(status, "Killed");
+    // A lost worker is never the student's fault: the job's credit comes back.
+    eventually(10, || async {
+        let balance: i32 =
+            sqlx::query_scalar("SELECT balance FROM user_credits WHERE user_id = $1")
+                .bind(app.user)
+                .fetch_one(&app.pool)
+                .await?;
+        Ok(balance == 100)
+    })
+    .await?;
     stop.cancel();
     Ok(())
 }
@@ -331,6 +341,8 @@ async fn workers_survive_a_database_restart() -> Result<()> {
             jwt_secret: SECRET.into(),
             max_upload_bytes: 20 << 20,
             max_attempts: 3,
+            rate_limit_per_minute: 0,
+            starting_credits: 100,
         },
     );
     tokio::spawn(rythmiq_api::serve(listener, state, stop.clone()));

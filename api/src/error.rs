@@ -26,6 +26,10 @@ pub enum ApiError {
     LinkInvalid(String),
     #[error("the output was deleted after its retention period; submit the upload again")]
     OutputExpired,
+    #[error("no credits left: every job costs one credit")]
+    InsufficientCredits,
+    #[error("too many jobs: at most {limit} per minute; retry after {retry_after} s")]
+    RateLimited { limit: u32, retry_after: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -58,6 +62,8 @@ impl ApiError {
             }
             ApiError::LinkInvalid(_) => (StatusCode::FORBIDDEN, "LINK_INVALID"),
             ApiError::OutputExpired => (StatusCode::GONE, "OUTPUT_EXPIRED"),
+            ApiError::InsufficientCredits => (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
@@ -75,7 +81,14 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after, .. } = self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 

@@ -81,6 +81,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     ("RYTHMIQ_DB_POOL_SIZE", "10", "connections per process"),
     (
+        "RYTHMIQ_RATE_LIMIT_PER_MINUTE",
+        "30",
+        "jobs one user may create per minute, fleet-wide (429 beyond); 0 = no limit",
+    ),
+    (
+        "RYTHMIQ_STARTING_CREDITS",
+        "20",
+        "credits a user is given on their first submission; each job costs one",
+    ),
+    (
         "RYTHMIQ_WORKER_CONCURRENCY",
         "number of cores",
         "jobs one worker process runs at once",
@@ -231,6 +241,10 @@ pub struct ApiSettings {
     pub jwt_secret: String,
     pub max_upload_bytes: usize,
     pub max_attempts: i32,
+    /// Jobs one user may create per minute, fleet-wide; 0 turns the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Credits a user is given the first time they submit (the free allowance).
+    pub starting_credits: i32,
 }
 
 impl ApiSettings {
@@ -245,6 +259,8 @@ impl ApiSettings {
             jwt_secret,
             max_upload_bytes: var("RYTHMIQ_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)?,
             max_attempts: var("RYTHMIQ_MAX_ATTEMPTS", 3)?,
+            rate_limit_per_minute: var("RYTHMIQ_RATE_LIMIT_PER_MINUTE", 30)?,
+            starting_credits: var("RYTHMIQ_STARTING_CREDITS", 20)?,
         })
     }
 }

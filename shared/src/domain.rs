@@ -165,6 +165,12 @@ impl ErrorCode {
         )
     }
 
+    /// Whether a job that fails for good with this code gets its credit back: the failure was
+    /// ours (a retryable fault that outlasted its attempts, a lost worker), not the upload's.
+    pub fn refundable(self) -> bool {
+        self.retryable() || self == ErrorCode::WorkerLost
+    }
+
     /// The pipeline stage the code belongs to.
     pub fn stage(self) -> &'static str {
         match self {

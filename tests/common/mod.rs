@@ -210,6 +210,8 @@ impl TestApp {
             jwt_secret: SECRET.into(),
             max_upload_bytes: 20 * 1024 * 1024,
             max_attempts: 3,
+            rate_limit_per_minute: 0,
+            starting_credits: 100,
         };
         tweak(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

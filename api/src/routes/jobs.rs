@@ -379,6 +379,27 @@ struct EnqueueArgs<'a> {
 /// idempotent twin already exists (nothing written).
 async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError> {
     let mut tx = state.pool.begin().await?;
+    // One enqueue per user at a time, fleet-wide: the rate window and the balance are read and
+    // changed without a race between a user's concurrent requests.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7231))")
+        .bind(a.user)
+        .execute(&mut *tx)
+        .await?;
+    let limit = state.settings.rate_limit_per_minute;
+    if limit > 0 {
+        let (recent, oldest_age): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM jobs
+             WHERE user_id = $1 AND created_at > now() - interval '1 minute'",
+        )
+        .bind(a.user)
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent >= i64::from(limit) {
+            // The window frees a slot when its oldest job turns a minute old.
+            let retry_after = (60.0 - oldest_age.unwrap_or(0.0)).ceil().clamp(1.0, 60.0) as u64;
+            return Err(ApiError::RateLimited { limit, retry_after });
+        }
+    }
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO jobs (id, user_id, portal_schema_id, portal_schema_version, max_attempts,
                            correlation_id, idempotency_key, request_fingerprint, task_id,
@@ -404,6 +425,30 @@ async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError>
     if inserted.is_none() {
         return Ok(false);
     }
+    // A user's first submission opens their account with the free allowance; every job then
+    // costs one credit, taken here or not at all.
+    sqlx::query(
+        "INSERT INTO user_credits (user_id, balance) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(a.user)
+    .bind(state.settings.starting_credits.max(0))
+    .execute(&mut *tx)
+    .await?;
+    let charged = sqlx::query(
+        "UPDATE user_credits SET balance = balance - 1, updated_at = now()
+         WHERE user_id = $1 AND balance >= 1",
+    )
+    .bind(a.user)
+    .execute(&mut *tx)
+    .await?;
+    if charged.rows_affected() == 0 {
+        return Err(ApiError::InsufficientCredits);
+    }
+    sqlx::query("UPDATE jobs SET credits_charged = 1 WHERE id = $1")
+        .bind(a.job_id)
+        .execute(&mut *tx)
+        .await?;
     let payload = serde_json::to_vec(&JobTask {
         job_id: a.job_id,
         correlation_id: a.correlation.into(),

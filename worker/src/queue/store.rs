@@ -368,8 +368,33 @@ pub async fn fail(
     .execute(&mut *tx)
     .await?;
     record_error(&mut tx, started, worker, code, message).await?;
+    if !retry && code.refundable() {
+        refund(&mut *tx, started.input.job_id).await?;
+    }
     tx.commit().await?;
     Ok(Some(state))
+}
+
+/// Gives a failed job's credit back to its user, exactly once (the job's `credits_charged` is
+/// cleared in the same statement).
+pub async fn refund<'e, E>(executor: E, job: Uuid) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    sqlx::query(
+        "WITH owed AS (
+             SELECT user_id, credits_charged FROM jobs
+             WHERE id = $1 AND credits_charged > 0 FOR UPDATE
+         ), cleared AS (
+             UPDATE jobs SET credits_charged = 0 FROM owed WHERE jobs.id = $1
+         )
+         UPDATE user_credits u SET balance = u.balance + owed.credits_charged, updated_at = now()
+         FROM owed WHERE u.user_id = owed.user_id",
+    )
+    .bind(job)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 /// Hands an unfinished task back (graceful shutdown): the attempt is not charged.
@@ -522,6 +547,10 @@ pub async fn reap_orphans(
     .await?;
     for (job, state) in &reaped {
         tracing::warn!(job_id = %job, state, "took back a job from a worker that stopped responding");
+        if state == "failed" {
+            // WORKER_LOST is never the upload's fault (as far as we can tell): refund.
+            refund(pool, *job).await?;
+        }
     }
     Ok(reaped.len() as u64)
 }
