@@ -766,3 +766,113 @@ async fn job_creation_is_rate_limited_per_user() -> Result<()> {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     Ok(())
 }
+
+/// A provider's token for `user`, signed with a fixture key (`tests/fixtures/jwks`).
+fn provider_token(
+    alg: jsonwebtoken::Algorithm,
+    pem: &str,
+    kid: &str,
+    user: Uuid,
+    aud: &str,
+    exp_in: i64,
+) -> Result<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwks");
+    let pem = std::fs::read(dir.join(pem))?;
+    let key = match alg {
+        jsonwebtoken::Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem)?,
+        _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem)?,
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.into());
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"sub": user.to_string(), "aud": aud,
+                                    "iss": "https://auth.example.test", "iat": now,
+                                    "exp": now + exp_in});
+    Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+}
+
+#[tokio::test]
+async fn identity_provider_tokens_are_checked_against_its_jwks() -> Result<()> {
+    // The provider: its published keys on a local port.
+    let jwks = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwks/jwks.json"),
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
+    let provider = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || std::future::ready(jwks.clone())),
+    );
+    tokio::spawn(async move { axum::serve(listener, provider).await });
+
+    let app = TestApp::spawn_with(|s| {
+        s.provider = rythmiq_shared::auth::ProviderSettings {
+            jwks_url: Some(jwks_url),
+            audience: Some("authenticated".into()),
+            issuer: Some("https://auth.example.test".into()),
+        }
+    })
+    .await?;
+    let list = |token: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(app.url(&format!("/v1/jobs/{}", Uuid::new_v4())))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            anyhow::Ok(r.status())
+        }
+    };
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let user = Uuid::new_v4();
+    // Accepted: a valid RS256 and ES256 token (the job does not exist: 404, not 401).
+    for token in [
+        provider_token(RS256, "rsa.pem", "test-rsa", user, "authenticated", 600)?,
+        provider_token(ES256, "ec.pem", "test-ec", user, "authenticated", 600)?,
+        token_for(user),
+    ] {
+        assert_eq!(list(token).await?, StatusCode::NOT_FOUND);
+    }
+    // Refused: expired, wrong audience, signed by a key the JWKS does not hold, an unknown key
+    // id, a key used with another algorithm's id, and `alg: none`.
+    let valid = provider_token(RS256, "rsa.pem", "test-rsa", user, "authenticated", 600)?;
+    let unsigned = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwia2lkIjoidGVzdC1yc2EifQ.{}.",
+        valid.split('.').nth(1).unwrap_or_default()
+    );
+    for (why, token) in [
+        (
+            "expired",
+            provider_token(RS256, "rsa.pem", "test-rsa", user, "authenticated", -600)?,
+        ),
+        (
+            "audience",
+            provider_token(RS256, "rsa.pem", "test-rsa", user, "somebody-else", 600)?,
+        ),
+        (
+            "forged",
+            provider_token(
+                RS256,
+                "rsa-other.pem",
+                "test-rsa",
+                user,
+                "authenticated",
+                600,
+            )?,
+        ),
+        (
+            "unknown kid",
+            provider_token(RS256, "rsa.pem", "no-such-key", user, "authenticated", 600)?,
+        ),
+        (
+            "kid of the EC key",
+            provider_token(RS256, "rsa.pem", "test-ec", user, "authenticated", 600)?,
+        ),
+        ("alg none", unsigned),
+    ] {
+        assert_eq!(list(token).await?, StatusCode::UNAUTHORIZED, "{why}");
+    }
+    Ok(())
+}

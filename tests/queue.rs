@@ -343,6 +343,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
             max_attempts: 3,
             rate_limit_per_minute: 0,
             starting_credits: 100,
+            provider: Default::default(),
         },
     );
     tokio::spawn(rythmiq_api::serve(listener, state, stop.clone()));

@@ -24,8 +24,11 @@ impl FromRequestParts<AppState> for User {
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        let user = rythmiq_shared::auth::verify(&state.settings.jwt_secret, token.trim())
-            .map_err(|_| ApiError::Unauthorized)?;
+        let user = state.verifier.verify(token.trim()).await.map_err(|e| {
+            // Why a token failed helps an operator; the client only learns that it did.
+            tracing::debug!(error = %e, "bearer token refused");
+            ApiError::Unauthorized
+        })?;
         // The request span (and so its log lines) knows who asked, never by the raw id.
         tracing::Span::current().record(
             "user_id_hash",

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use rythmiq_shared::auth::TokenVerifier;
 use rythmiq_shared::config::ApiSettings;
 use rythmiq_shared::signing::LinkSigner;
 use rythmiq_shared::storage::Storage;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Signs `download_url`s; keyed from the storage master key, so no extra secret.
     pub links: LinkSigner,
+    pub verifier: TokenVerifier,
 }
 
 impl AppState {
@@ -44,8 +46,10 @@ impl AppState {
         };
         tokio::spawn(refresh_gauges(pool.clone()));
         let links = LinkSigner::from_keyring(storage.keys());
+        let verifier = TokenVerifier::new(&settings.jwt_secret, settings.provider.clone());
         Self {
             links,
+            verifier,
             pool,
             storage,
             settings,

@@ -81,6 +81,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     ("RYTHMIQ_DB_POOL_SIZE", "10", "connections per process"),
     (
+        "RYTHMIQ_JWKS_URL",
+        "(none)",
+        "an identity provider's JWKS; its RS256/ES256 tokens are then accepted",
+    ),
+    (
+        "RYTHMIQ_JWT_AUDIENCE",
+        "(none)",
+        "required `aud` of the provider's tokens (Supabase: authenticated)",
+    ),
+    (
+        "RYTHMIQ_JWT_ISSUER",
+        "(none)",
+        "required `iss` of the provider's tokens",
+    ),
+    (
         "RYTHMIQ_RATE_LIMIT_PER_MINUTE",
         "30",
         "jobs one user may create per minute, fleet-wide (429 beyond); 0 = no limit",
@@ -216,6 +231,14 @@ pub fn required(name: &str) -> Result<String> {
     }
 }
 
+/// An environment variable that may be set (empty counts as unset).
+pub fn optional(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Settings of the object store.
 #[derive(Debug, Clone)]
 pub struct StorageSettings {
@@ -245,6 +268,8 @@ pub struct ApiSettings {
     pub rate_limit_per_minute: u32,
     /// Credits a user is given the first time they submit (the free allowance).
     pub starting_credits: i32,
+    /// An identity provider whose RS256/ES256 tokens are accepted besides our HS256 ones.
+    pub provider: crate::auth::ProviderSettings,
 }
 
 impl ApiSettings {
@@ -261,6 +286,11 @@ impl ApiSettings {
             max_attempts: var("RYTHMIQ_MAX_ATTEMPTS", 3)?,
             rate_limit_per_minute: var("RYTHMIQ_RATE_LIMIT_PER_MINUTE", 30)?,
             starting_credits: var("RYTHMIQ_STARTING_CREDITS", 20)?,
+            provider: crate::auth::ProviderSettings {
+                jwks_url: optional("RYTHMIQ_JWKS_URL"),
+                audience: optional("RYTHMIQ_JWT_AUDIENCE"),
+                issuer: optional("RYTHMIQ_JWT_ISSUER"),
+            },
         })
     }
 }

@@ -17,6 +17,8 @@ pub enum Error {
     InvalidKey(String),
     #[error("token: {0}")]
     Token(#[from] jsonwebtoken::errors::Error),
+    #[error("token refused: {0}")]
+    Auth(String),
     #[error("embedded postgres: {0}")]
     EmbeddedPg(#[from] crate::embedded_pg::EmbeddedPgError),
     #[error("i/o: {0}")]

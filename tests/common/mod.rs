@@ -212,6 +212,7 @@ impl TestApp {
             max_attempts: 3,
             rate_limit_per_minute: 0,
             starting_credits: 100,
+            provider: Default::default(),
         };
         tweak(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
