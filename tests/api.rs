@@ -57,12 +57,7 @@ async fn a_photo_becomes_a_compliant_portal_file() -> Result<()> {
             .await?;
     assert!(pre_ocr.is_some_and(|s| s > 0.0), "{pre_ocr:?}");
 
-    let out = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{id}/output")))
-        .bearer_auth(app.token())
-        .send()
-        .await?;
+    let out = app.output(id).await?;
     assert_eq!(out.status(), StatusCode::OK);
     assert_eq!(out.headers()["content-type"], "image/jpeg");
     let bytes = out.bytes().await?;
@@ -305,12 +300,7 @@ async fn a_user_never_sees_another_users_job() -> Result<()> {
     // The owner sees it.
     assert_eq!(app.job(id, 0).await?["job_id"], id.to_string());
     // Output of an unfinished job is not there yet.
-    let resp = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{id}/output")))
-        .bearer_auth(app.token())
-        .send()
-        .await?;
+    let resp = app.output(id).await?;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     Ok(())
 }
@@ -630,12 +620,7 @@ async fn raw_uploads_and_outputs_are_deleted_when_their_retention_runs_out() -> 
     eventually(30, deleted("input_deleted_at")).await?;
     assert!(!stored(input_key).await?, "the raw upload is gone");
     assert!(stored(output_key.clone()).await?, "the output is kept");
-    let out = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{id}/output")))
-        .bearer_auth(app.token())
-        .send()
-        .await?;
+    let out = app.output(id).await?;
     assert_eq!(out.status(), StatusCode::OK);
 
     // A week later, as far as the sweep can tell.
@@ -645,12 +630,7 @@ async fn raw_uploads_and_outputs_are_deleted_when_their_retention_runs_out() -> 
         .await?;
     eventually(30, deleted("output_deleted_at")).await?;
     assert!(!stored(output_key).await?, "the output is gone");
-    let out = app
-        .client
-        .get(app.url(&format!("/v1/jobs/{id}/output")))
-        .bearer_auth(app.token())
-        .send()
-        .await?;
+    let out = app.output(id).await?;
     assert_eq!(out.status(), StatusCode::GONE);
     let body: Value = out.json().await?;
     assert_eq!(body["error"]["code"], "OUTPUT_EXPIRED");

@@ -5,20 +5,10 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
-use support::render;
-
-fn models_dir() -> PathBuf {
-    match std::env::var_os("RYTHMIQ_MODELS_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("models"),
-    }
-}
+use support::{models_dir, render};
 
 fn engine() -> &'static OcrEngine {
     static ENGINE: OnceLock<OcrEngine> = OnceLock::new();

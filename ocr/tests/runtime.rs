@@ -6,12 +6,13 @@
 //! The model test needs the models (`scripts/fetch-models.sh`) and fails,
 //! rather than skips, when they are missing.
 
-use std::path::PathBuf;
+mod support;
 
 use rten::ModelOptions;
 use rten::ops::{Padding, conv};
 use rten_tensor::prelude::*;
 use rten_tensor::{NdTensor, Tensor};
+use support::models_dir;
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG; no `rand` needed).
 fn noise(len: usize, seed: u64) -> Vec<f32> {
@@ -98,15 +99,6 @@ fn depthwise_conv_matches_reference() {
         for (g, r) in got.iter().zip(want.iter()) {
             assert!((g - r).abs() < 1e-4, "case {i}: {g} vs {r}");
         }
-    }
-}
-
-fn models_dir() -> PathBuf {
-    match std::env::var_os("RYTHMIQ_MODELS_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("models"),
     }
 }
 

@@ -376,6 +376,16 @@ impl TestApp {
         }
     }
 
+    /// `GET /v1/jobs/{id}/output` as this app's user.
+    pub async fn output(&self, id: Uuid) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .get(self.url(&format!("/v1/jobs/{id}/output")))
+            .bearer_auth(self.token())
+            .send()
+            .await?)
+    }
+
     pub async fn job_state(&self, id: Uuid) -> Result<String> {
         Ok(sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1")
             .bind(id)

@@ -140,6 +140,7 @@ pub fn process_image(
 ) -> Result<Processed, JobError> {
     let mut clock = StageClock::default();
     let wall = Instant::now();
+    let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
     let image = {
         // The decode time limit runs the decoder on a thread of its own, which reports its CPU.
         let span = stage_span("decode");
@@ -147,8 +148,8 @@ pub fn process_image(
         // Large JPEGs decode at a DCT scale that still covers the target (and OCR's needs:
         // never below the target size).
         let target = decode::TargetSize {
-            width: rule.width.unsigned_abs(),
-            height: rule.height.unsigned_abs(),
+            width: tw,
+            height: th,
         };
         let (image, decode_cpu) = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
@@ -159,12 +160,12 @@ pub fn process_image(
         image
     };
     let image = image.into_rgb8();
-    let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
-    let budget = ocr.map(|o| ocr::Budget::new(o.timeout));
-    let baseline = match (ocr, &budget) {
-        (Some(o), Some(b)) => Some(clock.stage("pre_ocr", || o.baseline(&image, b))?),
-        _ => None,
+    // The engine with this job's OCR time budget.
+    let ocr = ocr.map(|o| (o, ocr::Budget::new(o.timeout)));
+    let baseline = match &ocr {
+        Some((o, b)) => Some(clock.stage("pre_ocr", || o.baseline(&image, b))?),
+        None => None,
     };
     let base_conf = baseline.as_ref().map_or(0.0, |p| p.confidence);
 
@@ -176,8 +177,8 @@ pub fn process_image(
         let (enhanced, report) = clock.stage("enhance", || {
             enhance::enhance(&reduce_toward(&image, tw, th), rule.kind, &quality)
         });
-        match (ocr, &budget, baseline) {
-            (Some(o), Some(b), Some(base)) => {
+        match (&ocr, baseline) {
+            (Some((o, b)), Some(base)) => {
                 let (keep, page) =
                     clock.stage("ocr", || o.keeps_enhancement(&enhanced, &base, b))?;
                 if keep {
@@ -212,12 +213,12 @@ pub fn process_image(
             ),
         }
     };
-    let ocr_report = match (ocr, &budget, read) {
-        (Some(o), Some(b), Some(_)) if rule.kind == DocumentKind::Document => {
+    let ocr_report = match (&ocr, read) {
+        (Some((o, b)), Some(_)) if rule.kind == DocumentKind::Document => {
             let page = clock.stage("ocr", || o.document(&image, b))?;
             Some(ocr::document_report(page, base_conf, rolled_back))
         }
-        (_, _, Some(page)) => Some(ocr::report(&page, base_conf, rolled_back)),
+        (_, Some(page)) => Some(ocr::report(&page, base_conf, rolled_back)),
         _ => None,
     };
     if let Some(r) = &ocr_report {
