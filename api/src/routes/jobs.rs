@@ -159,16 +159,19 @@ const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version,
         j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
     FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
 
-/// A user's job; another user's job is indistinguishable from a missing one.
+/// A user's job; another user's job is indistinguishable from a missing one. (Row-level
+/// security would hide it too: the `user_id` test is the first line of defence, not the only.)
 async fn load_job(state: &AppState, user: Uuid, id: Uuid) -> Result<JobRow, ApiError> {
-    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
         "{SELECT_JOB} WHERE j.id = $1 AND j.user_id = $2"
     )))
     .bind(id)
     .bind(user)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or(ApiError::NotFound)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.ok_or(ApiError::NotFound)
 }
 
 async fn load_by_idempotency_key(
@@ -176,13 +179,16 @@ async fn load_by_idempotency_key(
     user: Uuid,
     key: &str,
 ) -> Result<Option<JobRow>, ApiError> {
-    Ok(sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
         "{SELECT_JOB} WHERE j.user_id = $1 AND j.idempotency_key = $2"
     )))
     .bind(user)
     .bind(key)
-    .fetch_optional(&state.pool)
-    .await?)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 struct Upload {
@@ -378,7 +384,7 @@ struct EnqueueArgs<'a> {
 /// Writes the job row and pushes its apalis task in one transaction. Returns false when an
 /// idempotent twin already exists (nothing written).
 async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError> {
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::user_scope(&state.pool, a.user).await?;
     // One enqueue per user at a time, fleet-wide: the rate window and the balance are read and
     // changed without a race between a user's concurrent requests.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7231))")
@@ -537,12 +543,16 @@ pub async fn download(
         .links
         .verify(&LinkSigner::download_path(id), &link, Utc::now())
         .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
+    // The link names its owner's job only by id: the verified signature is what lets this
+    // transaction see that one row (and no other).
+    let mut tx = db::signed_link_scope(&state.pool, id).await?;
     let row =
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!("{SELECT_JOB} WHERE j.id = $1")))
             .bind(id)
-            .fetch_optional(&state.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
     serve_output(&state, row).await
 }
 
