@@ -162,16 +162,9 @@ const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version,
 /// A user's job; another user's job is indistinguishable from a missing one. (Row-level
 /// security would hide it too: the `user_id` test is the first line of defence, not the only.)
 async fn load_job(state: &AppState, user: Uuid, id: Uuid) -> Result<JobRow, ApiError> {
-    let mut tx = db::user_scope(&state.pool, user).await?;
-    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JOB} WHERE j.id = $1 AND j.user_id = $2"
-    )))
-    .bind(id)
-    .bind(user)
-    .fetch_optional(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    row.ok_or(ApiError::NotFound)
+    find_owned(state, user, "j.id = $2", id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 async fn load_by_idempotency_key(
@@ -179,12 +172,25 @@ async fn load_by_idempotency_key(
     user: Uuid,
     key: &str,
 ) -> Result<Option<JobRow>, ApiError> {
+    find_owned(state, user, "j.idempotency_key = $2", key.to_owned()).await
+}
+
+/// The job of `user` matching `filter` (a condition on `$2`), in a transaction scoped to them.
+async fn find_owned<T>(
+    state: &AppState,
+    user: Uuid,
+    filter: &'static str,
+    arg: T,
+) -> Result<Option<JobRow>, ApiError>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
     let mut tx = db::user_scope(&state.pool, user).await?;
     let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JOB} WHERE j.user_id = $1 AND j.idempotency_key = $2"
+        "{SELECT_JOB} WHERE j.user_id = $1 AND {filter}"
     )))
     .bind(user)
-    .bind(key)
+    .bind(arg)
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
