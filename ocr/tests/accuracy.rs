@@ -120,6 +120,52 @@ fn lines_come_in_reading_order_with_boxes() {
     }
 }
 
+/// One line upside down on an upright page of more lines than the classifier
+/// sees before recognition: it reads poorly, is classified then, and is read
+/// flipped.
+#[test]
+fn a_single_upside_down_line_is_flipped() {
+    use ab_glyph::{Font, PxScale, ScaleFont};
+    let font = render::font("DejaVuSans.ttf");
+    let (px, w, h) = (26.0, 1200u32, 900u32);
+    let scaled = font.as_scaled(PxScale::from(px));
+    let line_h = (scaled.height() + scaled.line_gap()).max(px) * 1.35;
+    let margin = w as f32 * 0.06;
+    let lines = render::wrap_corpus(&font, px, w as f32 - 2.0 * margin, 4, 14);
+    let k = 9;
+    let mut blanked = lines.clone();
+    blanked[k].clear();
+    let mut img = render::render_lines(&font, px, &blanked, w, h);
+    // Line k alone, cut from a page of its own, turned 180° and put in its slot.
+    let own = render::render_lines(&font, px, &lines[k..=k], w, h);
+    let band_h = (line_h * 0.95) as u32;
+    let top = margin as u32;
+    let band = image::imageops::crop_imm(&own, 0, top, w, band_h).to_image();
+    let band = image::imageops::rotate180(&band);
+    image::imageops::replace(&mut img, &band, 0, (margin + k as f32 * line_h) as i64);
+    let out = read(&img);
+    assert_eq!(out.rotation, 0);
+    assert!(
+        out.lines.len() >= 14,
+        "{} lines read:\n{}",
+        out.lines.len(),
+        out.text
+    );
+    let read_k = out
+        .lines
+        .iter()
+        .map(|l| render::cer(&lines[k], &l.text))
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        read_k <= 0.05,
+        "line {k} {:?} not read:\n{}",
+        lines[k],
+        out.text
+    );
+    let cer = render::cer(&lines.join("\n"), &out.text);
+    assert!(cer <= 0.02, "CER {cer:.4}:\n{}", out.text);
+}
+
 #[test]
 fn blank_page_and_cheap_preset() {
     let blank = image::RgbImage::from_pixel(640, 480, image::Rgb([255, 255, 255]));
