@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use common::*;
+use rythmiq_shared::db::Role;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -315,8 +316,10 @@ async fn workers_survive_a_database_restart() -> Result<()> {
         &rythmiq_shared::storage::Backend::Local,
         common::test_keys()?,
     )?;
+    // The worker's pool acts as its role: a reconnection after the restart must take it again.
+    let worker_pool = rythmiq_shared::db::connect_as(&url, 5, Role::Worker).await?;
     let worker = rythmiq_worker::Worker::new(
-        pool.clone(),
+        worker_pool,
         rythmiq_worker::pipeline::Pipeline::new(storage.clone(), common::ocr_stage()),
         fast_worker_settings(),
     );
@@ -332,7 +335,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
     // A job submitted through the API after the restart is processed by the same worker.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let api_pool = rythmiq_shared::db::connect(&url, 5).await?;
+    let api_pool = rythmiq_shared::db::connect_as(&url, 5, Role::Api).await?;
     let state = rythmiq_api::AppState::new(
         api_pool,
         storage,

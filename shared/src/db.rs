@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::Result;
 use crate::domain::PortalRule;
@@ -17,15 +17,88 @@ pub const JOB_EVENTS_CHANNEL: &str = "rythmiq_job_events";
 /// The channel apalis-postgres' insert trigger announces new tasks on.
 pub const TASK_INSERT_CHANNEL: &str = "apalis::job::insert";
 
-/// Opens a pool. Connections are tested before use so a restarted database heals the pool.
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
-    let pool = PgPoolOptions::new()
+/// The database role a service acts as (migration `…_row_level_security.sql`): every connection
+/// of its pool switches to it, so row-level security and the role's grants apply to everything
+/// the service runs, whatever the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sees only the rows of the user its transaction names ([`user_scope`]).
+    Api,
+    /// Sees every job, with the grants the pipeline and the maintenance sweep need.
+    Worker,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "rythmiq_api",
+            Role::Worker => "rythmiq_worker",
+        }
+    }
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .test_before_acquire(true)
-        .connect(url)
+}
+
+fn role_options(max_connections: u32, role: Role) -> PgPoolOptions {
+    pool_options(max_connections).after_connect(move |conn, _| {
+        Box::pin(async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SET ROLE {}", role.name())))
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    })
+}
+
+/// Opens a pool as the login itself (migrations, administration, tests' assertions).
+/// Connections are tested before use so a restarted database heals the pool.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    Ok(pool_options(max_connections).connect(url).await?)
+}
+
+/// Opens a pool whose connections act as `role`. Fails at once when the login may not take
+/// the role, rather than at the first request.
+pub async fn connect_as(url: &str, max_connections: u32, role: Role) -> Result<PgPool> {
+    Ok(role_options(max_connections, role).connect(url).await?)
+}
+
+/// [`connect_as`] without connecting until first use (for callers that cannot wait).
+pub fn connect_lazy_as(url: &str, max_connections: u32, role: Role) -> Result<PgPool> {
+    Ok(role_options(max_connections, role).connect_lazy(url)?)
+}
+
+/// A transaction in which row-level security lets the API's role see `user`'s rows only.
+pub async fn user_scope(pool: &PgPool, user: uuid::Uuid) -> Result<Transaction<'static, Postgres>> {
+    scoped(pool, "rythmiq.user_id", user).await
+}
+
+/// A transaction that may read the one job (or batch) `id` a verified signed link names,
+/// whoever owns it, and nothing else.
+pub async fn signed_link_scope(
+    pool: &PgPool,
+    id: uuid::Uuid,
+) -> Result<Transaction<'static, Postgres>> {
+    scoped(pool, "rythmiq.signed_link_id", id).await
+}
+
+async fn scoped(
+    pool: &PgPool,
+    setting: &str,
+    id: uuid::Uuid,
+) -> Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    // `true`: local to this transaction, so a pooled connection never carries it to the next.
+    sqlx::query("SELECT set_config($1, $2, true)")
+        .bind(setting)
+        .bind(id.to_string())
+        .execute(&mut *tx)
         .await?;
-    Ok(pool)
+    Ok(tx)
 }
 
 /// Applies apalis-postgres' schema (in the `apalis` schema) and then ours.

@@ -60,8 +60,13 @@ async fn serve(
     if !pg.database_exists(DATABASE).await? {
         pg.create_database(DATABASE).await?;
     }
-    let pool = db::connect(&pg.url_for(DATABASE), config::pool_size()?).await?;
-    db::migrate(&pool).await.context("migrating")?;
+    let url = pg.url_for(DATABASE);
+    let admin = db::connect(&url, 2).await?;
+    db::migrate(&admin).await.context("migrating")?;
+    admin.close().await;
+    // The API and the workers act as their own database roles, as in production.
+    let api_pool = db::connect_as(&url, config::pool_size()?, db::Role::Api).await?;
+    let worker_pool = db::connect_as(&url, config::pool_size()?, db::Role::Worker).await?;
 
     let mut storage_settings = StorageSettings::from_env()?;
     storage_settings.root = data_dir.join("objects");
@@ -87,7 +92,7 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", api_settings.listen))?;
     let addr = listener.local_addr()?;
-    let state = rythmiq_api::AppState::new(pool.clone(), storage.clone(), api_settings);
+    let state = rythmiq_api::AppState::new(api_pool.clone(), storage.clone(), api_settings);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let shutdown = shutdown.clone();
@@ -101,7 +106,7 @@ async fn serve(
     let ocr = super::serve::load_ocr(&worker_settings, workers)?;
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(
-            pool.clone(),
+            worker_pool.clone(),
             rythmiq_worker::pipeline::Pipeline::new(storage.clone(), ocr.clone()),
             worker_settings.clone(),
         );
@@ -132,6 +137,7 @@ async fn serve(
     }
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    pool.close().await;
+    api_pool.close().await;
+    worker_pool.close().await;
     Ok(ExitCode::SUCCESS)
 }

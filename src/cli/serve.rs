@@ -11,11 +11,22 @@ use rythmiq_shared::storage::{Backend, Storage};
 use rythmiq_worker::pipeline::ocr::OcrStage;
 use tokio_util::sync::CancellationToken;
 
-async fn pool() -> anyhow::Result<sqlx::PgPool> {
+/// A pool on `DATABASE_URL`, acting as `role` (the services) or as the login (migrations).
+async fn pool(role: Option<db::Role>) -> anyhow::Result<sqlx::PgPool> {
     let url = config::required("DATABASE_URL")?;
-    db::connect(&url, config::pool_size()?)
-        .await
-        .context("connecting to DATABASE_URL")
+    let size = config::pool_size()?;
+    match role {
+        Some(role) => db::connect_as(&url, size, role).await.with_context(|| {
+            format!(
+                "connecting to DATABASE_URL as {} (the login needs that role: run `rythmiq migrate` \
+                 with it, or GRANT it)",
+                role.name()
+            )
+        }),
+        None => db::connect(&url, size)
+            .await
+            .context("connecting to DATABASE_URL"),
+    }
 }
 
 /// Cancels the returned token on Ctrl-C or SIGTERM.
@@ -33,7 +44,7 @@ fn on_signal() -> CancellationToken {
 pub async fn api() -> anyhow::Result<ExitCode> {
     let settings = ApiSettings::from_env(None)?;
     let state = rythmiq_api::AppState::new(
-        pool().await?,
+        pool(Some(db::Role::Api)).await?,
         Storage::open(
             StorageSettings::from_env()?,
             &Backend::from_env()?,
@@ -69,7 +80,7 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
     )?;
     let ocr = load_ocr(&settings, 1)?;
     let worker = rythmiq_worker::Worker::new(
-        pool().await?,
+        pool(Some(db::Role::Worker)).await?,
         rythmiq_worker::pipeline::Pipeline::new(storage, ocr),
         settings,
     );
@@ -88,7 +99,7 @@ pub fn load_ocr(settings: &WorkerSettings, runtimes: usize) -> anyhow::Result<Oc
 }
 
 pub async fn migrate() -> anyhow::Result<ExitCode> {
-    db::migrate(&pool().await?).await?;
+    db::migrate(&pool(None).await?).await?;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
 }

@@ -218,7 +218,11 @@ impl TestApp {
         tweak(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = rythmiq_api::AppState::new(pool.clone(), storage.clone(), settings);
+        // The API acts as its own database role, as `rythmiq api` does; `pool` (the login) is
+        // for the tests' own queries.
+        let api_pool =
+            rythmiq_shared::db::connect_as(&db_url, 10, rythmiq_shared::db::Role::Api).await?;
+        let state = rythmiq_api::AppState::new(api_pool, storage.clone(), settings);
         let shutdown = CancellationToken::new();
         tokio::spawn(rythmiq_api::serve(listener, state, shutdown.clone()));
         Ok(Self {
@@ -246,8 +250,11 @@ impl TestApp {
         &self,
         settings: WorkerSettings,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let pool =
+            rythmiq_shared::db::connect_lazy_as(&self.db_url, 10, rythmiq_shared::db::Role::Worker)
+                .expect("a valid database URL");
         let worker = rythmiq_worker::Worker::new(
-            self.pool.clone(),
+            pool,
             rythmiq_worker::pipeline::Pipeline::new(self.storage.clone(), ocr_stage()),
             settings,
         );

@@ -156,16 +156,12 @@ const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version,
         j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
     FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
 
-/// A user's job; another user's job is indistinguishable from a missing one.
+/// A user's job; another user's job is indistinguishable from a missing one. (Row-level
+/// security would hide it too: the `user_id` test is the first line of defence, not the only.)
 async fn load_job(state: &AppState, user: Uuid, id: Uuid) -> Result<JobRow, ApiError> {
-    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JOB} WHERE j.id = $1 AND j.user_id = $2"
-    )))
-    .bind(id)
-    .bind(user)
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or(ApiError::NotFound)
+    find_owned(state, user, "j.id = $2", id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 async fn load_by_idempotency_key(
@@ -173,13 +169,29 @@ async fn load_by_idempotency_key(
     user: Uuid,
     key: &str,
 ) -> Result<Option<JobRow>, ApiError> {
-    Ok(sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
-        "{SELECT_JOB} WHERE j.user_id = $1 AND j.idempotency_key = $2"
+    find_owned(state, user, "j.idempotency_key = $2", key.to_owned()).await
+}
+
+/// The job of `user` matching `filter` (a condition on `$2`), in a transaction scoped to them.
+async fn find_owned<T>(
+    state: &AppState,
+    user: Uuid,
+    filter: &'static str,
+    arg: T,
+) -> Result<Option<JobRow>, ApiError>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let row = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "{SELECT_JOB} WHERE j.user_id = $1 AND {filter}"
     )))
     .bind(user)
-    .bind(key)
-    .fetch_optional(&state.pool)
-    .await?)
+    .bind(arg)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 struct Upload {
@@ -364,7 +376,7 @@ async fn enqueue(
     correlation: &str,
     job: &NewJob<'_>,
 ) -> Result<bool, ApiError> {
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::user_scope(&state.pool, user).await?;
     enqueue::admit(&mut tx, &state.settings, user, 1).await?;
     if !enqueue::insert_job(&mut tx, &state.settings, user, correlation, job).await? {
         return Ok(false);
@@ -452,12 +464,16 @@ pub async fn download(
         .links
         .verify(&LinkSigner::download_path(id), &link, Utc::now())
         .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
+    // The link names its owner's job only by id: the verified signature is what lets this
+    // transaction see that one row (and no other).
+    let mut tx = db::signed_link_scope(&state.pool, id).await?;
     let row =
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!("{SELECT_JOB} WHERE j.id = $1")))
             .bind(id)
-            .fetch_optional(&state.pool)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
     serve_output(&state, row).await
 }
 
