@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use common::*;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
+use rythmiq_shared::db::{self, Role};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -629,7 +630,9 @@ async fn new_batch(app: &TestApp, n: usize) -> Result<(Uuid, Vec<Uuid>)> {
 async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()> {
     let app = TestApp::spawn().await?;
     let settings = fast_worker_settings();
-    let sweep = || rythmiq_worker::batch::sweep(&app.pool, &app.storage, &settings);
+    // As `rythmiq worker` does: its role's grants must be enough to package and expire.
+    let worker_pool = db::connect_as(&app.db_url, 4, Role::Worker).await?;
+    let sweep = || rythmiq_worker::batch::sweep(&worker_pool, &app.storage, &settings);
     // No worker runs: the jobs are finished by hand, so nothing triggers packaging.
     let (missed, jobs) = new_batch(&app, 3).await?;
     complete_by_sql(&app, jobs[0], "same.jpg", b"first output").await?;
@@ -723,7 +726,8 @@ async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()
         .execute(&app.pool)
         .await?;
     let deleted =
-        rythmiq_worker::batch::delete_expired_packages(&app.pool, &app.storage, &settings).await?;
+        rythmiq_worker::batch::delete_expired_packages(&worker_pool, &app.storage, &settings)
+            .await?;
     assert_eq!(deleted, 1);
     let resp = reqwest::get(app.url(link)).await?;
     let (status, code, _) = error_of(resp).await?;
@@ -741,5 +745,60 @@ async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()
         .filter(|o| o.key.binding() == missed)
         .count();
     assert_eq!(zips, 0, "the package object is gone");
+    Ok(())
+}
+
+#[tokio::test]
+async fn row_security_confines_batches_to_their_user() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let (mine, _) = new_batch(&app, 1).await?;
+    let other = Uuid::new_v4();
+    let api = db::connect_as(&app.db_url, 2, Role::Api).await?;
+    let denied = |e: &sqlx::Error| matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42501"));
+
+    // The owner's transaction sees the batch and its job; another user's sees neither.
+    let mut tx = db::user_scope(&api, app.user).await?;
+    let seen: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM batches")
+        .fetch_all(&mut *tx)
+        .await?;
+    assert_eq!(seen, vec![mine]);
+    tx.rollback().await?;
+    let mut tx = db::user_scope(&api, other).await?;
+    let (batches, jobs): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM batches), (SELECT count(*) FROM jobs WHERE batch_id = $1)",
+    )
+    .bind(mine)
+    .fetch_one(&mut *tx)
+    .await?;
+    assert_eq!((batches, jobs), (0, 0));
+    // Nor can it plant a batch under someone else's id, or change or remove one.
+    let planted = sqlx::query(
+        "INSERT INTO batches (id, user_id, correlation_id, request_fingerprint, file_count)
+         VALUES ($1, $2, 'c', 'f', 1)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(app.user)
+    .execute(&mut *tx)
+    .await;
+    assert!(planted.as_ref().is_err_and(denied), "{planted:?}");
+    tx.rollback().await?;
+    let mut tx = db::user_scope(&api, app.user).await?;
+    let changed = sqlx::query("UPDATE batches SET state = 'failed'")
+        .execute(&mut *tx)
+        .await;
+    assert!(changed.as_ref().is_err_and(denied), "{changed:?}");
+    tx.rollback().await?;
+
+    // A verified signed link opens its one batch, and a transaction naming nobody sees none.
+    let mut tx = db::signed_link_scope(&api, mine).await?;
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
+        .fetch_one(&mut *tx)
+        .await?;
+    assert_eq!(seen, 1);
+    tx.rollback().await?;
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM batches")
+        .fetch_one(&api)
+        .await?;
+    assert_eq!(none, 0);
     Ok(())
 }

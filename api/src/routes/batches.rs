@@ -3,8 +3,9 @@
 //! rate limit and tasks as for single jobs); when every job has finished, a worker packages the
 //! outputs as one ZIP with the portals' file names and a manifest of what failed.
 //!
-//! All SQL here takes a `&mut PgConnection` (a transaction where it writes), so a request that
-//! runs as its user (row-level security) runs it as that user.
+//! All SQL here takes a `&mut PgConnection`, and every request runs it in a transaction that
+//! names its user (`db::user_scope`) or the one batch a verified signed link names
+//! (`db::signed_link_scope`), so row-level security confines it to that user's rows too.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -265,7 +266,7 @@ async fn enqueue_batch(
     batch: &NewBatch<'_>,
 ) -> Result<bool, ApiError> {
     let settings = &state.settings;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = db::user_scope(&state.pool, user).await?;
     enqueue::admit(&mut tx, settings, user, batch.jobs.len()).await?;
     if !insert_batch(&mut tx, batch, user, correlation).await? {
         return Ok(false);
@@ -397,14 +398,32 @@ fn accepted(body: BatchCreated, correlation: &str, replay: bool) -> Response {
     resp
 }
 
+/// The batch an earlier request with this Idempotency-Key created, if any.
+async fn find_by_key(
+    state: &AppState,
+    user: Uuid,
+    key: &str,
+) -> Result<Option<BatchRow>, ApiError> {
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let row = load_batch_by_key(&mut tx, user, key).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 /// The answer to a repeat of an earlier request: its batch as it is now.
-async fn replay(state: &AppState, row: BatchRow, fingerprint: &str) -> Result<Response, ApiError> {
+async fn replay(
+    state: &AppState,
+    user: Uuid,
+    row: BatchRow,
+    fingerprint: &str,
+) -> Result<Response, ApiError> {
     if row.request_fingerprint != fingerprint {
         return Err(ApiError::IdempotencyKeyReused);
     }
-    let mut conn = state.pool.acquire().await?;
-    let jobs = load_batch_jobs(&mut conn, row.id)
-        .await?
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let jobs = load_batch_jobs(&mut tx, row.id).await?;
+    tx.commit().await?;
+    let jobs = jobs
         .into_iter()
         .map(|j| BatchJobCreated {
             job_id: j.id,
@@ -485,12 +504,10 @@ pub async fn create(
     let fingerprint = fingerprint(&pairs);
 
     // A repeat of an earlier request: answer with its batch, enqueue nothing.
-    if let Some(k) = &key {
-        let mut conn = state.pool.acquire().await?;
-        if let Some(row) = load_batch_by_key(&mut conn, user, k).await? {
-            drop(conn);
-            return replay(&state, row, &fingerprint).await;
-        }
+    if let Some(k) = &key
+        && let Some(row) = find_by_key(&state, user, k).await?
+    {
+        return replay(&state, user, row, &fingerprint).await;
     }
 
     let batch_id = Uuid::new_v4();
@@ -554,12 +571,10 @@ pub async fn create(
             // A concurrent request with the same key won the race: ours is dropped whole.
             remove_uploads(&state, &uploads).await;
             let k = key.as_deref().unwrap_or_default();
-            let mut conn = state.pool.acquire().await?;
-            let row = load_batch_by_key(&mut conn, user, k)
+            let row = find_by_key(&state, user, k)
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            drop(conn);
-            replay(&state, row, &fingerprint).await
+            replay(&state, user, row, &fingerprint).await
         }
         Err(e) => {
             remove_uploads(&state, &uploads).await;
@@ -592,16 +607,17 @@ pub async fn get(
     let mut events = state.events.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let mut conn = state.pool.acquire().await?;
-        let row = load_batch(&mut conn, Some(user), id)
+        let mut tx = db::user_scope(&state.pool, user).await?;
+        let row = load_batch(&mut tx, Some(user), id)
             .await?
             .ok_or(ApiError::NotFound)?;
         if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
-            let jobs = load_batch_jobs(&mut conn, id).await?;
-            drop(conn);
+            let jobs = load_batch_jobs(&mut tx, id).await?;
+            tx.commit().await?;
             return Ok(Json(view(&state, row, jobs)));
         }
-        drop(conn);
+        // No connection is held while waiting.
+        tx.commit().await?;
         loop {
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => break,
@@ -650,11 +666,11 @@ pub async fn output(
     User(user): User,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    let row = load_batch(&mut conn, Some(user), id)
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    let row = load_batch(&mut tx, Some(user), id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    drop(conn);
+    tx.commit().await?;
     serve_package(&state, row).await
 }
 
@@ -677,11 +693,12 @@ pub async fn download(
         .links
         .verify(&LinkSigner::batch_download_path(id), &link, Utc::now())
         .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
-    let mut conn = state.pool.acquire().await?;
-    let row = load_batch(&mut conn, None, id)
+    // The verified signature is what lets this transaction see that one batch (and no other).
+    let mut tx = db::signed_link_scope(&state.pool, id).await?;
+    let row = load_batch(&mut tx, None, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    drop(conn);
+    tx.commit().await?;
     serve_package(&state, row).await
 }
 
