@@ -343,6 +343,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
             listen: addr.to_string(),
             jwt_secret: SECRET.into(),
             max_upload_bytes: 20 << 20,
+            max_batch_files: 10,
             max_attempts: 3,
             rate_limit_per_minute: 0,
             starting_credits: 100,

@@ -30,6 +30,11 @@ pub enum ApiError {
     InsufficientCredits,
     #[error("too many jobs: at most {limit} per minute; retry after {retry_after} s")]
     RateLimited { limit: u32, retry_after: u64 },
+    #[error("too many files: a batch holds at most {limit}")]
+    TooManyFiles { limit: usize },
+    /// Something wrong with one file of a batch: its own code and status, and which file.
+    #[error("file {number}: {error}")]
+    InFile { number: usize, error: Box<ApiError> },
     #[error("internal error")]
     Internal(String),
 }
@@ -64,7 +69,19 @@ impl ApiError {
             ApiError::OutputExpired => (StatusCode::GONE, "OUTPUT_EXPIRED"),
             ApiError::InsufficientCredits => (StatusCode::PAYMENT_REQUIRED, "INSUFFICIENT_CREDITS"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ApiError::TooManyFiles { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "TOO_MANY_FILES"),
+            ApiError::InFile { error, .. } => error.status_and_code(),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+        }
+    }
+}
+
+impl ApiError {
+    /// This error, said of the `index`-th (0-based) file of a batch.
+    pub fn in_file(self, index: usize) -> Self {
+        ApiError::InFile {
+            number: index + 1,
+            error: Box::new(self),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! without a socket; [`serve`] runs it with graceful shutdown.
 
 pub mod auth;
+mod enqueue;
 pub mod error;
 pub mod events;
 pub mod observe;
@@ -86,6 +87,8 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
 #[openapi(
     info(title = "Rythmiq API", description = "Photos and scans in, portal-compliant files out."),
     paths(routes::jobs::create, routes::jobs::get, routes::jobs::output, routes::jobs::download,
+          routes::batches::create, routes::batches::get, routes::batches::output,
+          routes::batches::download,
           routes::portals::list,
           routes::health::healthz, routes::health::readyz),
     modifiers(&BearerAuth)
@@ -120,13 +123,22 @@ async fn fallback() -> ApiError {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    // Room for the multipart framing around a file of the maximum size.
+    // Room for the multipart framing around a file of the maximum size; a batch, for as many
+    // as it may hold (each file is also held to the single-file limit as it is read).
     let body_limit = state.settings.max_upload_bytes.saturating_add(64 * 1024);
+    let batch_limit = body_limit.saturating_mul(state.settings.max_batch_files.max(1));
     Router::new()
         .route("/v1/jobs", post(routes::jobs::create))
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/output", get(routes::jobs::output))
         .route("/v1/download/{id}", get(routes::jobs::download))
+        .route(
+            "/v1/batches",
+            post(routes::batches::create).layer(DefaultBodyLimit::max(batch_limit)),
+        )
+        .route("/v1/batches/{id}", get(routes::batches::get))
+        .route("/v1/batches/{id}/output", get(routes::batches::output))
+        .route("/v1/download/batches/{id}", get(routes::batches::download))
         .route("/v1/portal-schemas", get(routes::portals::list))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

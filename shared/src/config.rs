@@ -79,6 +79,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "20971520",
         "largest accepted upload body (20 MiB); larger gets 413",
     ),
+    (
+        "RYTHMIQ_MAX_BATCH_FILES",
+        "10",
+        "most files one POST /v1/batches may carry (each also limited by RYTHMIQ_MAX_UPLOAD_BYTES)",
+    ),
     ("RYTHMIQ_DB_POOL_SIZE", "10", "connections per process"),
     (
         "RYTHMIQ_JWKS_URL",
@@ -263,6 +268,8 @@ pub struct ApiSettings {
     pub listen: String,
     pub jwt_secret: String,
     pub max_upload_bytes: usize,
+    /// Most files one batch may carry (at least 1).
+    pub max_batch_files: usize,
     pub max_attempts: i32,
     /// Jobs one user may create per minute, fleet-wide; 0 turns the limit off.
     pub rate_limit_per_minute: u32,
@@ -279,10 +286,17 @@ impl ApiSettings {
             Some(s) => s,
             None => required("RYTHMIQ_JWT_SECRET")?,
         };
+        let max_batch_files: usize = var("RYTHMIQ_MAX_BATCH_FILES", 10)?;
+        if max_batch_files == 0 {
+            return Err(Error::Config(
+                "RYTHMIQ_MAX_BATCH_FILES must be at least 1".into(),
+            ));
+        }
         Ok(Self {
             listen: var("RYTHMIQ_LISTEN", "0.0.0.0:8080".to_string())?,
             jwt_secret,
             max_upload_bytes: var("RYTHMIQ_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)?,
+            max_batch_files,
             max_attempts: var("RYTHMIQ_MAX_ATTEMPTS", 3)?,
             rate_limit_per_minute: var("RYTHMIQ_RATE_LIMIT_PER_MINUTE", 30)?,
             starting_credits: var("RYTHMIQ_STARTING_CREDITS", 20)?,

@@ -128,12 +128,15 @@ const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi,
                               max_kb, filename_pattern, background";
 
 /// The active version of a portal rule.
-pub async fn active_portal(pool: &PgPool, slug: &str) -> Result<Option<PortalRule>> {
+pub async fn active_portal<'e, E>(executor: E, slug: &str) -> Result<Option<PortalRule>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     Ok(sqlx::query_as::<_, PortalRule>(sqlx::AssertSqlSafe(format!(
         "SELECT {PORTAL_COLUMNS} FROM portal_schemas WHERE slug = $1 AND active"
     )))
     .bind(slug)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?)
 }
 

@@ -99,6 +99,26 @@ impl JobState {
     }
 }
 
+/// Batch lifecycle states, mirrored by the `batches.state` column: `processing` while any of its
+/// jobs is unfinished, `packaging` while a worker builds the ZIP, then `completed` (a package
+/// with at least one file) or `failed` (no file succeeded, or packaging kept failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum BatchState {
+    Processing,
+    Packaging,
+    Completed,
+    Failed,
+}
+
+impl BatchState {
+    /// Whether the batch will not change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, BatchState::Completed | BatchState::Failed)
+    }
+}
+
 /// The seeds' error codes. Every failure a user can see maps to exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -117,11 +137,16 @@ pub enum ErrorCode {
     WorkerLost,
     /// A fault of ours that is not one of the above (database, bug); retried.
     Internal,
+    /// A batch's package could not be built or stored (after its retries), or one completed
+    /// output could not be read back into it.
+    PackagingFailed,
+    /// Every file of a batch failed: there is nothing to package.
+    AllFilesFailed,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::PayloadMissing,
         ErrorCode::PayloadInvalid,
         ErrorCode::FetchFailed,
@@ -134,6 +159,8 @@ impl ErrorCode {
         ErrorCode::UploadFailed,
         ErrorCode::WorkerLost,
         ErrorCode::Internal,
+        ErrorCode::PackagingFailed,
+        ErrorCode::AllFilesFailed,
     ];
 
     /// The code as stored and shown, e.g. `DECODE_FAILED`.
@@ -151,10 +178,13 @@ impl ErrorCode {
             ErrorCode::UploadFailed => "UPLOAD_FAILED",
             ErrorCode::WorkerLost => "WORKER_LOST",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::PackagingFailed => "PACKAGING_FAILED",
+            ErrorCode::AllFilesFailed => "ALL_FILES_FAILED",
         }
     }
 
-    /// Whether the queue should try the job again (the seeds' error-code table).
+    /// Whether the queue should try the job again (the seeds' error-code table); for
+    /// `PACKAGING_FAILED`, whether the batch's packaging is tried again.
     pub fn retryable(self) -> bool {
         matches!(
             self,
@@ -162,13 +192,22 @@ impl ErrorCode {
                 | ErrorCode::OcrTimeout
                 | ErrorCode::UploadFailed
                 | ErrorCode::Internal
+                | ErrorCode::PackagingFailed
         )
     }
 
     /// Whether a job that fails for good with this code gets its credit back: the failure was
     /// ours (a retryable fault that outlasted its attempts, a lost worker), not the upload's.
+    /// The batch codes never fail a job (its output stays downloadable on its own).
     pub fn refundable(self) -> bool {
-        self.retryable() || self == ErrorCode::WorkerLost
+        matches!(
+            self,
+            ErrorCode::FetchTimeout
+                | ErrorCode::OcrTimeout
+                | ErrorCode::UploadFailed
+                | ErrorCode::Internal
+                | ErrorCode::WorkerLost
+        )
     }
 
     /// The pipeline stage the code belongs to.
@@ -181,6 +220,7 @@ impl ErrorCode {
             ErrorCode::SchemaFailed | ErrorCode::SizeExceeded => "schema",
             ErrorCode::UploadFailed => "upload",
             ErrorCode::WorkerLost | ErrorCode::Internal => "worker",
+            ErrorCode::PackagingFailed | ErrorCode::AllFilesFailed => "package",
         }
     }
 }

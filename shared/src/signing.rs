@@ -113,6 +113,17 @@ impl LinkSigner {
         self.signed_path(&Self::download_path(job_id), now, ttl)
     }
 
+    /// The path of a batch package's download link: `/v1/download/batches/{batch_id}`. It is
+    /// not a job's path, so a job's link never opens a batch's package or the other way round.
+    pub fn batch_download_path(batch_id: Uuid) -> String {
+        format!("/v1/download/batches/{batch_id}")
+    }
+
+    /// A signed link to a batch's package, valid for `ttl` from `now`.
+    pub fn batch_download_link(&self, batch_id: Uuid, now: DateTime<Utc>, ttl: Duration) -> String {
+        self.signed_path(&Self::batch_download_path(batch_id), now, ttl)
+    }
+
     /// Checks the signature (in constant time), then the expiry.
     pub fn verify(
         &self,
@@ -227,6 +238,24 @@ mod tests {
         assert!(bad(s.verify(&format!("/v1/download/{job}/x"), &q, now)));
         let other = LinkSigner::new(&[43u8; 32])?;
         assert!(bad(other.verify_download(job, &q, now)));
+        Ok(())
+    }
+
+    #[test]
+    fn job_and_batch_links_do_not_open_each_other() -> Result<(), Box<dyn std::error::Error>> {
+        let s = signer()?;
+        let id = Uuid::new_v4();
+        let now = Utc::now();
+        let (path, q) = split(&s.batch_download_link(id, now, DEFAULT_TTL)).ok_or("unparsable")?;
+        assert_eq!(path, format!("/v1/download/batches/{id}"));
+        s.verify(&LinkSigner::batch_download_path(id), &q, now)?;
+        // The same id's job link and batch link are not interchangeable.
+        assert_eq!(s.verify_download(id, &q, now), Err(LinkError::BadSignature));
+        let (_, jq) = split(&s.download_link(id, now, DEFAULT_TTL)).ok_or("unparsable")?;
+        assert_eq!(
+            s.verify(&LinkSigner::batch_download_path(id), &jq, now),
+            Err(LinkError::BadSignature)
+        );
         Ok(())
     }
 

@@ -8,7 +8,8 @@
 //! ```text
 //! raw/{user_id}/{job_id}/{unix_ts}_{filename}.enc        an upload
 //! master/{user_id}/{document_id}/{document_id}.enc       a processed master document
-//! output/{user_id}/{job_id}/{unix_ts}_{filename}.enc     a delivered file (a ZIP: `…_output.zip.enc`)
+//! output/{user_id}/{job_id}/{unix_ts}_{filename}.enc     a delivered file
+//! output/{user_id}/{batch_id}/{unix_ts}_output.zip.enc   a batch's package (ZIP)
 //! ```
 //!
 //! Ids must be UUIDv4 and the one free-form part, the filename, is reduced to at most 128
@@ -33,6 +34,8 @@ use crate::crypto::{CryptoError, KeyRing};
 
 /// Longest filename part kept in a key.
 pub const MAX_FILENAME: usize = 128;
+/// File name part of a batch package's key (the seeds' `{timestamp}_output.zip.enc`).
+pub const BATCH_ZIP_NAME: &str = "output.zip";
 /// Suffix of every stored (encrypted) object.
 const SUFFIX: &str = ".enc";
 
@@ -242,6 +245,18 @@ impl ObjectKey {
             id: job_id,
             unix_ts,
             filename,
+        })
+    }
+
+    /// `output/{user_id}/{batch_id}/{unix_ts}_output.zip.enc`: a batch's package, sealed for
+    /// the batch id (so it can never be opened as one of the batch's jobs' outputs).
+    pub fn batch_zip(user_id: Uuid, batch_id: Uuid, unix_ts: i64) -> Result<Self, StorageError> {
+        Self::build(KeyParts {
+            kind: ObjectKind::Output,
+            user_id,
+            id: batch_id,
+            unix_ts,
+            filename: BATCH_ZIP_NAME,
         })
     }
 
@@ -702,6 +717,14 @@ mod tests {
             ObjectKey::output(u, j, 5, "output.zip")?.as_str(),
             format!("output/{u}/{j}/5_output.zip.enc")
         );
+        let b = Uuid::new_v4();
+        assert_eq!(
+            ObjectKey::batch_zip(u, b, 7)?.as_str(),
+            format!("output/{u}/{b}/7_output.zip.enc")
+        );
+        assert_eq!(ObjectKey::batch_zip(u, b, 7)?.binding(), b);
+        assert!(ObjectKey::batch_zip(u, Uuid::nil(), 7).is_err());
+        assert!(ObjectKey::batch_zip(u, b, -1).is_err());
         let k = ObjectKey::parse(&format!("output/{u}/{j}/5_output.zip.enc"))?;
         assert_eq!(
             (k.kind(), k.user_id(), k.binding()),

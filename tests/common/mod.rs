@@ -209,6 +209,7 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             jwt_secret: SECRET.into(),
             max_upload_bytes: 20 * 1024 * 1024,
+            max_batch_files: 10,
             max_attempts: 3,
             rate_limit_per_minute: 0,
             starting_credits: 100,

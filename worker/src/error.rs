@@ -29,6 +29,9 @@ pub enum JobError {
     Timeout,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A batch's package could not be built or stored.
+    #[error("the batch package could not be made: {0}")]
+    Packaging(String),
 }
 
 impl JobError {
@@ -45,6 +48,7 @@ impl JobError {
             JobError::Ocr(_) => ErrorCode::OcrFailed,
             JobError::OcrTimeout => ErrorCode::OcrTimeout,
             JobError::Timeout | JobError::Internal(_) => ErrorCode::Internal,
+            JobError::Packaging(_) => ErrorCode::PackagingFailed,
         }
     }
 }

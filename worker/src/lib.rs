@@ -1,6 +1,8 @@
 //! Rythmiq workers: long-lived processes that claim queued jobs from Postgres and run the image
-//! pipeline. [`queue`] is the fleet mechanics, [`pipeline`] the work, one module per stage.
+//! pipeline. [`queue`] is the fleet mechanics, [`pipeline`] the work, one module per stage,
+//! [`batch`] the packaging of a finished batch's outputs into one ZIP.
 
+pub mod batch;
 pub mod error;
 pub mod pipeline;
 pub mod queue;

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::task_id::TaskId;
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Extension, Multipart, Path, Query, State};
@@ -12,12 +10,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rythmiq_shared::db::{self, QUEUE};
-use rythmiq_shared::domain::{JobState, JobTask, OutputFormat};
+use rythmiq_shared::db;
+use rythmiq_shared::domain::{JobState, OutputFormat};
 use rythmiq_shared::signing::{DEFAULT_TTL, LinkQuery, LinkSigner};
-use rythmiq_shared::sniff::sniff_image;
-use rythmiq_shared::storage::raw_key;
-use rythmiq_shared::telemetry::trace;
+use rythmiq_shared::storage::{raw_key, sanitize_filename};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::FromRow;
@@ -25,6 +21,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::User;
+use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
 use crate::events::JobEvent;
 use crate::observe::CorrelationId;
@@ -242,7 +239,7 @@ async fn read_upload(mut form: Multipart, limit: usize) -> Result<Upload, ApiErr
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -297,11 +294,7 @@ pub async fn create(
     })?;
     let key = idempotency_key(&headers)?;
     let upload = read_upload(form, state.settings.max_upload_bytes).await?;
-    let sniffed = sniff_image(&upload.file).ok_or_else(|| {
-        ApiError::PayloadInvalid(
-            "the file is not an image (JPEG, PNG, WebP, TIFF, BMP, GIF or HEIC expected)".into(),
-        )
-    })?;
+    let sniffed = enqueue::sniff(&upload.file)?;
     let rule = db::active_portal(&state.pool, &upload.portal)
         .await?
         .ok_or_else(|| ApiError::UnknownPortal(upload.portal.clone()))?;
@@ -332,20 +325,22 @@ pub async fn create(
     let input_key = raw_key(user, job_id, Utc::now().timestamp(), &upload.filename)?;
     state.storage.put(&input_key, upload.file.clone()).await?;
 
+    let upload_filename = sanitize_filename(&upload.filename);
     let outcome = enqueue(
         &state,
-        EnqueueArgs {
+        user,
+        &correlation,
+        &NewJob {
             job_id,
             task_id,
-            user,
-            rule_id: rule.id,
-            rule_version: rule.version,
+            rule: &rule,
             key: key.as_deref(),
             fingerprint: &fingerprint,
-            correlation: &correlation,
             input_key: input_key.as_ref(),
             input_bytes: upload.file.len(),
             content_type: sniffed.content_type(),
+            upload_filename: &upload_filename,
+            batch: None,
         },
     )
     .await;
@@ -373,107 +368,27 @@ pub async fn create(
     }
 }
 
-struct EnqueueArgs<'a> {
-    job_id: Uuid,
-    task_id: ulid::Ulid,
+/// Writes the job row, charges its credit and pushes its apalis task in one transaction.
+/// Returns false when an idempotent twin already exists (nothing written).
+async fn enqueue(
+    state: &AppState,
     user: Uuid,
-    rule_id: Uuid,
-    rule_version: i32,
-    key: Option<&'a str>,
-    fingerprint: &'a str,
-    correlation: &'a str,
-    input_key: &'a str,
-    input_bytes: usize,
-    content_type: &'a str,
-}
-
-/// Writes the job row and pushes its apalis task in one transaction. Returns false when an
-/// idempotent twin already exists (nothing written).
-async fn enqueue(state: &AppState, a: EnqueueArgs<'_>) -> Result<bool, ApiError> {
-    let mut tx = db::user_scope(&state.pool, a.user).await?;
-    // One enqueue per user at a time, fleet-wide: the rate window and the balance are read and
-    // changed without a race between a user's concurrent requests.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7231))")
-        .bind(a.user)
-        .execute(&mut *tx)
-        .await?;
-    let limit = state.settings.rate_limit_per_minute;
-    if limit > 0 {
-        let (recent, oldest_age): (i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*), EXTRACT(EPOCH FROM now() - min(created_at))::float8 FROM jobs
-             WHERE user_id = $1 AND created_at > now() - interval '1 minute'",
-        )
-        .bind(a.user)
-        .fetch_one(&mut *tx)
-        .await?;
-        if recent >= i64::from(limit) {
-            // The window frees a slot when its oldest job turns a minute old.
-            let retry_after = (60.0 - oldest_age.unwrap_or(0.0)).ceil().clamp(1.0, 60.0) as u64;
-            return Err(ApiError::RateLimited { limit, retry_after });
-        }
-    }
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO jobs (id, user_id, portal_schema_id, portal_schema_version, max_attempts,
-                           correlation_id, idempotency_key, request_fingerprint, task_id,
-                           input_key, input_bytes, input_content_type)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-         RETURNING id",
-    )
-    .bind(a.job_id)
-    .bind(a.user)
-    .bind(a.rule_id)
-    .bind(a.rule_version)
-    .bind(state.settings.max_attempts)
-    .bind(a.correlation)
-    .bind(a.key)
-    .bind(a.fingerprint)
-    .bind(a.task_id.to_string())
-    .bind(a.input_key)
-    .bind(i64::try_from(a.input_bytes).unwrap_or(i64::MAX))
-    .bind(a.content_type)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_none() {
+    correlation: &str,
+    job: &NewJob<'_>,
+) -> Result<bool, ApiError> {
+    let mut tx = db::user_scope(&state.pool, user).await?;
+    enqueue::admit(&mut tx, &state.settings, user, 1).await?;
+    if !enqueue::insert_job(&mut tx, &state.settings, user, correlation, job).await? {
         return Ok(false);
     }
-    // A user's first submission opens their account with the free allowance; every job then
-    // costs one credit, taken here or not at all.
-    sqlx::query(
-        "INSERT INTO user_credits (user_id, balance) VALUES ($1, $2)
-         ON CONFLICT (user_id) DO NOTHING",
+    enqueue::charge(&mut tx, &state.settings, user, &[job.job_id]).await?;
+    enqueue::push_tasks(
+        &mut tx,
+        &state.settings,
+        correlation,
+        &[(job.job_id, job.task_id)],
     )
-    .bind(a.user)
-    .bind(state.settings.starting_credits.max(0))
-    .execute(&mut *tx)
     .await?;
-    let charged = sqlx::query(
-        "UPDATE user_credits SET balance = balance - 1, updated_at = now()
-         WHERE user_id = $1 AND balance >= 1",
-    )
-    .bind(a.user)
-    .execute(&mut *tx)
-    .await?;
-    if charged.rows_affected() == 0 {
-        return Err(ApiError::InsufficientCredits);
-    }
-    sqlx::query("UPDATE jobs SET credits_charged = 1 WHERE id = $1")
-        .bind(a.job_id)
-        .execute(&mut *tx)
-        .await?;
-    let payload = serde_json::to_vec(&JobTask {
-        job_id: a.job_id,
-        correlation_id: a.correlation.into(),
-        traceparent: trace::current_traceparent(),
-    })
-    .map_err(|e| ApiError::Internal(format!("task payload: {e}")))?;
-    let task = TaskBuilder::new(payload)
-        .task_id(TaskId::from_ulid(a.task_id))
-        .max_attempts(usize::try_from(state.settings.max_attempts).unwrap_or(1))
-        .build();
-    apalis_postgres::queries::push_tasks(&mut *tx, QUEUE, vec![task])
-        .await
-        .map_err(|e| ApiError::Internal(format!("enqueue: {e}")))?;
     tx.commit().await?;
     Ok(true)
 }

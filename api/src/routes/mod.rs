@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod batches;
 pub mod health;
 pub mod jobs;
 pub mod portals;

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::batch;
 use crate::error::JobError;
 use crate::pipeline::Pipeline;
 use store::Started;
@@ -132,7 +133,23 @@ impl Worker {
             let s = &self.settings;
             match store::reap_orphans(&self.pool, s.orphan_timeout, s.retry_base, s.retry_max).await
             {
-                Ok(n) if n > 0 => self.wake.notify_waiters(),
+                Ok(reaped) if !reaped.is_empty() => {
+                    self.wake.notify_waiters();
+                    let failed: Vec<uuid::Uuid> = reaped
+                        .into_iter()
+                        .filter(|(_, state)| state == "failed")
+                        .map(|(job, _)| job)
+                        .collect();
+                    if !failed.is_empty() {
+                        // Off the heartbeat's task: packaging may take longer than a beat.
+                        let worker = self.clone();
+                        tokio::spawn(async move {
+                            for job in failed {
+                                worker.package_batch_of(job).await;
+                            }
+                        });
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "orphan reaping failed; will retry"),
             }
@@ -151,6 +168,7 @@ impl Worker {
                 Ok(Some(purged)) => {
                     tracing::info!(purged, "rollups refreshed, retention applied");
                     self.delete_expired_files().await;
+                    self.sweep_batches().await;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
@@ -214,6 +232,34 @@ impl Worker {
         }
         if raw + outputs > 0 {
             tracing::info!(raw, outputs, "expired files deleted");
+        }
+    }
+
+    /// Packages the batch of a job that has just reached its final state, when it was the
+    /// batch's last unfinished job.
+    async fn package_batch_of(&self, job: uuid::Uuid) {
+        batch::after_job(&self.pool, &self.pipeline.storage, &self.settings, job).await;
+    }
+
+    /// Packages batches that were missed or whose packager died, and deletes packages whose
+    /// retention has run out.
+    async fn sweep_batches(&self) {
+        let storage = &self.pipeline.storage;
+        match batch::sweep(&self.pool, storage, &self.settings).await {
+            Ok(r) if r.packaged + r.retried > 0 => {
+                tracing::info!(
+                    packaged = r.packaged,
+                    retried = r.retried,
+                    "batch sweep done"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "batch sweep failed; will retry"),
+        }
+        match batch::delete_expired_packages(&self.pool, storage, &self.settings).await {
+            Ok(n) if n > 0 => tracing::info!(packages = n, "expired batch packages deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "deleting expired packages failed; will retry"),
         }
     }
 
@@ -367,6 +413,9 @@ impl Worker {
                         "job completed successfully"
                     );
                 }
+                if ok == Some(true) {
+                    self.package_batch_of(started.input.job_id).await;
+                }
             }
             Err(err) => {
                 let code = err.code();
@@ -394,6 +443,9 @@ impl Worker {
                 } else {
                     tracing::error!(error_code = %code, error_stage = code.stage(), latency_ms = wall * 1000.0,
                                     "job failed");
+                }
+                if state == Some("failed") {
+                    self.package_batch_of(started.input.job_id).await;
                 }
             }
         }

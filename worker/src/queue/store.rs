@@ -488,12 +488,13 @@ async fn record_error(
 /// running has used an attempt: it is retried after backoff while attempts remain, and fails for
 /// good as `WORKER_LOST` when they are spent (a poison job that kills every worker stops here).
 /// A task that was claimed but not started is simply re-queued. Safe to run from every worker.
+/// Returns each job taken back with its new state (`pending` or `failed`).
 pub async fn reap_orphans(
     pool: &PgPool,
     orphan_timeout: Duration,
     retry_base: Duration,
     retry_max: Duration,
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     let reaped: Vec<(Uuid, String)> = sqlx::query_as(
         "WITH stale AS (
              SELECT j.id, j.status, j.attempts, j.max_attempts
@@ -552,5 +553,5 @@ pub async fn reap_orphans(
             refund(pool, *job).await?;
         }
     }
-    Ok(reaped.len() as u64)
+    Ok(reaped)
 }
