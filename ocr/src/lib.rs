@@ -5,7 +5,8 @@
 //! ([`OcrEngine::load`]) and is then shared (`Send + Sync`) across jobs.
 //! [`OcrEngine::recognize`] reads one page:
 //!
-//! 1. detection (DB) at a limited side length → text-line boxes;
+//! 1. detection (DB) at a limited side length (small images scaled up) →
+//!    text-line boxes;
 //! 2. whole-page orientation: a page whose lines come out tall is turned 90°
 //!    and detected again; the classifier's votes over the widest lines
 //!    decide whether the page is upside down (then turned 180°);
@@ -80,6 +81,12 @@ pub struct OcrOptions {
     /// pixels for detection (960 for documents; small, e.g. 320, for photos
     /// and signatures, where OCR must stay cheap).
     pub det_max_side: u32,
+    /// An image whose shorter side is below this is scaled up to it for
+    /// detection (0: never), as PP-OCR does (`limit_type='min'`, 736 in
+    /// RapidOCR): small scans and screenshots have lines too thin for the
+    /// detector at their own size. The longer side stays within
+    /// `2 * det_max_side`.
+    pub det_min_side: u32,
     /// Detect pages turned 90°, 180° or 270° and read them upright.
     pub detect_orientation: bool,
     /// Flip the lines the 180° classifier marks (with at least
@@ -99,6 +106,7 @@ impl Default for OcrOptions {
     fn default() -> Self {
         Self {
             det_max_side: 960,
+            det_min_side: 736,
             detect_orientation: true,
             classify_lines: true,
             flip_threshold: 0.9,
@@ -113,6 +121,7 @@ impl OcrOptions {
     pub fn cheap() -> Self {
         Self {
             det_max_side: 320,
+            det_min_side: 0,
             detect_orientation: false,
             classify_lines: false,
             ..Self::default()
@@ -285,8 +294,13 @@ impl OcrEngine {
             .map_err(|e: rten::TryFromValueError| OcrError::Inference(e.to_string()))
     }
 
-    fn detect(&self, img: &RgbImage, max_side: u32) -> Result<Vec<geom::Quad>, OcrError> {
-        let input = det::preprocess(img, max_side);
+    fn detect(
+        &self,
+        img: &RgbImage,
+        max_side: u32,
+        min_side: u32,
+    ) -> Result<Vec<geom::Quad>, OcrError> {
+        let input = det::preprocess(img, max_side, min_side);
         let prob: NdTensor<f32, 4> = self.run(&self.det, input)?;
         let [_, _, h, w] = prob.shape();
         let map = prob.slice((0, 0));
@@ -338,7 +352,7 @@ impl OcrEngine {
         }
         let max_side = opts.det_max_side.max(32);
         let mut rotation = 0u32;
-        let mut quads = self.detect(img, max_side)?;
+        let mut quads = self.detect(img, max_side, opts.det_min_side)?;
         let mut rotated: Option<RgbImage> = None;
 
         if opts.detect_orientation && mostly_vertical(&quads) {
@@ -347,7 +361,7 @@ impl OcrEngine {
             // this only happens for sideways pages); whether it should have
             // been counter-clockwise is settled by the 180° vote below.
             let turned = image::imageops::rotate90(img);
-            quads = self.detect(&turned, max_side)?;
+            quads = self.detect(&turned, max_side, opts.det_min_side)?;
             rotated = Some(turned);
             rotation = 90;
         }

@@ -212,3 +212,35 @@ fn corrupt_model_is_reported_at_load() {
         "{err}"
     );
 }
+
+/// A real photographed page (scikit-image's `page.png`, 384×191: uneven
+/// lighting, gently curved 10-px lines), fetched by `scripts/setup.sh --test`
+/// (`load/ocr/fetch-scans.sh`). Small images are scaled up for detection;
+/// at its own size the detector lost the most curved line and the faint
+/// code line.
+#[test]
+fn real_scan_reads_every_line() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let png = root.join("target/ocr-scans/skimage-page.png");
+    let img = image::open(&png)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run scripts/setup.sh --test or load/ocr/fetch-scans.sh)",
+                png.display()
+            )
+        })
+        .to_rgb8();
+    let reference = std::fs::read_to_string(root.join("load/ocr/scans/skimage-page.txt"))
+        .unwrap_or_else(|e| panic!("reference: {e}"));
+    let out = read(&img);
+    let cer = render::cer(&reference, &out.text);
+    assert!(cer <= 0.05, "CER {cer:.4} > 0.05:\n{}", out.text);
+    // The curved line must be there as one row (its words may be separate
+    // boxes), not only a low mean CER.
+    let curved = "the markers are found at the two extreme parts of the";
+    assert!(
+        out.text.lines().any(|row| render::cer(curved, row) <= 0.1),
+        "{curved:?} not read:\n{}",
+        out.text
+    );
+}
