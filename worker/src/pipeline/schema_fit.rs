@@ -7,8 +7,8 @@ use std::io::Cursor;
 
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::{
-    DynamicImage, ExtendedColorType, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, Limits,
-    RgbImage,
+    DynamicImage, ExtendedColorType, GrayImage, ImageDecoder, ImageEncoder, ImageFormat,
+    ImageReader, Limits, RgbImage,
 };
 use rythmiq_shared::domain::{DocumentKind, ErrorCode, OutputFormat, PortalRule};
 use uuid::Uuid;
@@ -144,9 +144,10 @@ pub fn fit(img: &DynamicImage, rule: &PortalRule) -> Result<FitOutput, FitError>
             })?
         }
         OutputFormat::Pdf => fit_jpeg_family(&pixels, rule.kind, &target, &mut warnings, |jpeg| {
-            Ok(wrap_pdf(jpeg, &target))
+            Ok(wrap_pdf(jpeg, &target, pixels.is_grey()))
         })?,
-        OutputFormat::Png => fit_png(&pixels, rule.kind, &target, &mut warnings)?,
+        // PNG keeps its RGB colour type (and its own greyscale fallback for signatures).
+        OutputFormat::Png => fit_png(&pixels.into_rgb(), rule.kind, &target, &mut warnings)?,
     };
 
     // Belt and braces: re-read the file exactly as a portal would before handing it out.
@@ -251,15 +252,52 @@ pub fn output_filename(rule: &PortalRule, job_id: Uuid) -> String {
 // ---------------------------------------------------------------------------------------------
 // Geometry
 
+/// The pixels to encode, at the target size.
+#[derive(Debug, Clone)]
+enum Pixels {
+    Rgb(RgbImage),
+    /// Every source pixel of the crop had R = G = B (a grey scan expanded to RGB by decode): one
+    /// channel is resized and encoded instead of three equal ones.
+    Grey(GrayImage),
+}
+
+impl Pixels {
+    fn is_grey(&self) -> bool {
+        matches!(self, Pixels::Grey(_))
+    }
+
+    fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Rgb(rgb) => rgb.dimensions(),
+            Pixels::Grey(grey) => grey.dimensions(),
+        }
+    }
+
+    /// The samples, interleaved, with their JPEG colour type.
+    fn samples(&self) -> (&[u8], jpeg_encoder::ColorType) {
+        match self {
+            Pixels::Rgb(rgb) => (rgb.as_raw(), jpeg_encoder::ColorType::Rgb),
+            Pixels::Grey(grey) => (grey.as_raw(), jpeg_encoder::ColorType::Luma),
+        }
+    }
+
+    fn into_rgb(self) -> RgbImage {
+        match self {
+            Pixels::Rgb(rgb) => rgb,
+            Pixels::Grey(grey) => super::decode::flatten_on_white(DynamicImage::ImageLuma8(grey)),
+        }
+    }
+}
+
 /// Crop `img` to the target aspect ratio (centred, or around the subject for photos: see
-/// [`subject_crop`]) and resize it to the exact target size, as RGB8
-/// with any transparency flattened onto white.
+/// [`subject_crop`]) and resize it to the exact target size, as RGB8 with any transparency
+/// flattened onto white, or as one grey channel when the crop is grey ([`Pixels::Grey`]).
 fn resize_to_target(
     img: &DynamicImage,
     kind: DocumentKind,
     target: &Target,
     warnings: &mut Vec<String>,
-) -> Result<RgbImage, FitError> {
+) -> Result<Pixels, FitError> {
     let (tw, th) = (target.width, target.height);
     let (w, h) = (img.width(), img.height());
     if w == 0 || h == 0 {
@@ -289,22 +327,69 @@ fn resize_to_target(
     } else {
         (x, y)
     };
+    if let Some(grey) = grey_crop(source, (x, y, cw, ch)) {
+        if (cw, ch) == (tw, th) {
+            return Ok(Pixels::Grey(grey));
+        }
+        return resample(&grey, (0, 0, cw, ch), tw, th).map(Pixels::Grey);
+    }
     if (cw, ch) == (tw, th) {
         // Already the right size: the crop alone.
-        return Ok(image::imageops::crop_imm(source, x, y, cw, ch).to_image());
+        return Ok(Pixels::Rgb(
+            image::imageops::crop_imm(source, x, y, cw, ch).to_image(),
+        ));
     }
-    resample(source, (x, y, cw, ch), tw, th)
+    resample(source, (x, y, cw, ch), tw, th).map(Pixels::Rgb)
 }
 
-/// Lanczos-3 resampling of the `crop` rectangle (x, y, w, h) of `source` to `tw`×`th`, with
-/// `fast_image_resize` (SIMD convolution, gamma-encoded values as before; the crop is read in place,
-/// not copied).
-fn resample(
-    source: &RgbImage,
+/// Samples per side of the grid [`grey_crop`] looks at before reading every pixel.
+const GREY_PROBE: u32 = 64;
+
+/// The `crop` rectangle (x, y, w, h) of `source` as one channel when all its pixels have
+/// R = G = B, else `None`. A colour image is turned down after a [`GREY_PROBE`]² sample grid
+/// (microseconds); a grey one costs a single pass, which also extracts the channel.
+fn grey_crop(source: &RgbImage, crop: (u32, u32, u32, u32)) -> Option<GrayImage> {
+    let (x, y, cw, ch) = crop;
+    let is_grey = |p: &image::Rgb<u8>| p[0] == p[1] && p[1] == p[2];
+    let (sx, sy) = ((cw / GREY_PROBE).max(1), (ch / GREY_PROBE).max(1));
+    for py in (y..y + ch).step_by(sy as usize) {
+        for px in (x..x + cw).step_by(sx as usize) {
+            if !is_grey(source.get_pixel(px, py)) {
+                return None;
+            }
+        }
+    }
+    let (w, x, cw) = (source.width() as usize, x as usize, cw as usize);
+    let mut grey = vec![0; cw * ch as usize];
+    let rows = source.as_raw().chunks_exact(w * 3).skip(y as usize);
+    for (dst, row) in grey.chunks_exact_mut(cw).zip(rows) {
+        // No early exit inside a row, so the comparison vectorises.
+        let mut same = true;
+        for (d, p) in dst.iter_mut().zip(row[x * 3..(x + cw) * 3].chunks_exact(3)) {
+            same &= (p[0] == p[1]) & (p[1] == p[2]);
+            *d = p[0];
+        }
+        if !same {
+            return None;
+        }
+    }
+    GrayImage::from_raw(cw as u32, ch, grey)
+}
+
+/// Lanczos-3 resampling of the `crop` rectangle (x, y, w, h) of `source` (RGB or grey) to
+/// `tw`×`th`, with `fast_image_resize` (SIMD convolution, gamma-encoded values as before; the
+/// crop is read in place, not copied).
+fn resample<P>(
+    source: &image::ImageBuffer<P, Vec<u8>>,
     crop: (u32, u32, u32, u32),
     tw: u32,
     th: u32,
-) -> Result<RgbImage, FitError> {
+) -> Result<image::ImageBuffer<P, Vec<u8>>, FitError>
+where
+    P: image::Pixel<Subpixel = u8>,
+    image::ImageBuffer<P, Vec<u8>>:
+        fast_image_resize::IntoImageView + fast_image_resize::IntoImageViewMut,
+{
     use fast_image_resize::{FilterType as Fir, ResizeAlg, ResizeOptions, Resizer};
 
     let (x, y, cw, ch) = crop;
@@ -318,7 +403,7 @@ fn resample(
         f64::from(cw),
         f64::from(ch),
     );
-    let mut out = RgbImage::new(tw, th);
+    let mut out = image::ImageBuffer::new(tw, th);
     Resizer::new()
         .resize(source, &mut out, &options)
         .map_err(|e| FitError::Failed(format!("resizing failed: {e}")))?;
@@ -620,7 +705,7 @@ fn predict_quality(known: &[(u8, u64)], goal: u64) -> f64 {
 /// the bracket is closed, or after [`MAX_ENCODES`]. Then, if the file is under the minimum,
 /// it grows honestly: quality 100, then full-resolution chroma, then inert metadata padding.
 fn fit_jpeg_family(
-    pixels: &RgbImage,
+    pixels: &Pixels,
     kind: DocumentKind,
     target: &Target,
     warnings: &mut Vec<String>,
@@ -709,7 +794,8 @@ fn fit_jpeg_family(
     // offsets), so re-measure.
     if best.quality == START_QUALITY {
         let mut steps = vec![(MAX_QUALITY, chroma)];
-        if chroma == Chroma::Half {
+        // A grey JPEG has no chroma to grow.
+        if chroma == Chroma::Half && !pixels.is_grey() {
             steps.push((MAX_QUALITY, Chroma::Full));
         }
         for (quality, c) in steps {
@@ -746,13 +832,15 @@ fn fit_jpeg_family(
     ))
 }
 
+/// A JPEG of `pixels`: one component for [`Pixels::Grey`] (the chroma setting then has no
+/// effect), YCbCr otherwise.
 fn encode_jpeg(
-    pixels: &RgbImage,
+    pixels: &Pixels,
     quality: u8,
     dpi: u16,
     chroma: Chroma,
 ) -> Result<Vec<u8>, FitError> {
-    use jpeg_encoder::{ColorType, Encoder, PixelDensity, SamplingFactor};
+    use jpeg_encoder::{Encoder, PixelDensity, SamplingFactor};
 
     let side = |v: u32| {
         u16::try_from(v).map_err(|_| FitError::Failed(format!("{v} pixels is too large for JPEG")))
@@ -764,13 +852,10 @@ fn encode_jpeg(
         Chroma::Half => SamplingFactor::F_2_2,
         Chroma::Full => SamplingFactor::F_1_1,
     });
+    let (w, h) = pixels.dimensions();
+    let (samples, colour) = pixels.samples();
     encoder
-        .encode(
-            pixels.as_raw(),
-            side(pixels.width())?,
-            side(pixels.height())?,
-            ColorType::Rgb,
-        )
+        .encode(samples, side(w)?, side(h)?, colour)
         .map_err(|e| FitError::Failed(format!("JPEG encoding failed: {e}")))?;
     Ok(out)
 }
@@ -832,8 +917,9 @@ fn points(pixels: u32, dpi: u16) -> String {
 }
 
 /// A minimal single-page PDF 1.4 that shows the JPEG (DCTDecode, no re-encoding) over the whole
-/// page, at the physical size implied by the rule's pixels and DPI.
-fn wrap_pdf(jpeg: &[u8], target: &Target) -> Vec<u8> {
+/// page, at the physical size implied by the rule's pixels and DPI; `grey` for a one-component
+/// JPEG (DeviceGray).
+fn wrap_pdf(jpeg: &[u8], target: &Target, grey: bool) -> Vec<u8> {
     let (pw, ph) = (
         points(target.width, target.dpi),
         points(target.height, target.dpi),
@@ -875,9 +961,10 @@ fn wrap_pdf(jpeg: &[u8], target: &Target) -> Vec<u8> {
         &mut out,
         format!(
             "4 0 obj\n<< /Type /XObject /Subtype /Image /Width {} /Height {} \
-             /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
+             /ColorSpace /{} /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>",
             target.width,
             target.height,
+            if grey { "DeviceGray" } else { "DeviceRGB" },
             jpeg.len()
         ),
         Some(jpeg),
@@ -1479,7 +1566,8 @@ mod tests {
             .unwrap(),
             &mut Vec::new(),
         )
-        .unwrap();
+        .unwrap()
+        .into_rgb();
         let rgb_len = encode_png(pixels.as_raw(), 600, 200, ExtendedColorType::Rgb8, 200)
             .unwrap()
             .len() as u64;
@@ -1600,6 +1688,126 @@ mod tests {
 
         let grey = DynamicImage::ImageLuma8(GrayImage::from_pixel(300, 300, Luma([40])));
         assert_compliant(&fit(&grey, &r).unwrap(), &r);
+    }
+
+    /// A grey A4-like page stored as RGB with three equal channels, as decode hands a grey scan
+    /// over: paper grain, text-like bars and a photo-like gradient.
+    fn grey_page(w: u32, h: u32) -> RgbImage {
+        let mut rng = Rng(11);
+        RgbImage::from_fn(w, h, |x, y| {
+            let mut v = 225.0 + (rng.next() % 13) as f32 - 6.0;
+            if (y / 9) % 3 == 0 && (x / 40) % 5 != 4 && x > 60 && x < w - 60 {
+                v = 40.0 + (rng.next() % 30) as f32;
+            }
+            if x < w / 3 && y < h / 4 {
+                v = 60.0 + 150.0 * x as f32 / (w / 3) as f32 + (rng.next() % 9) as f32;
+            }
+            let v = v.clamp(0.0, 255.0) as u8;
+            Rgb([v, v, v])
+        })
+    }
+
+    fn max_and_mean_diff(a: &[u8], b: &[u8]) -> (u8, f64) {
+        assert_eq!(a.len(), b.len());
+        let max = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+        let sum: u64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        (max, sum as f64 / a.len() as f64)
+    }
+
+    #[test]
+    fn grey_inputs_take_one_channel_with_the_same_pixels() {
+        let page = grey_page(827, 1170);
+        let crop = (0, 0, 827, 1170);
+        let grey = grey_crop(&page, crop).unwrap();
+        assert_eq!(grey.as_raw().len(), 827 * 1170);
+
+        // Resize: one channel gives exactly the pixels of the three equal ones.
+        let one = resample(&grey, crop, 620, 877).unwrap();
+        let three = resample(&page, crop, 620, 877).unwrap();
+        assert!(three.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+        let red: Vec<u8> = three.pixels().map(|p| p[0]).collect();
+        assert_eq!(one.as_raw(), &red);
+
+        // Encode: a one-component JPEG against the YCbCr one at the same quality differ by
+        // rounding only (Y is computed in fixed point from three equal values; Cb = Cr = 128).
+        let decode = |jpeg: &[u8]| image::load_from_memory(jpeg).unwrap().into_luma8();
+        let luma = encode_jpeg(&Pixels::Grey(one), 92, 150, Chroma::Full).unwrap();
+        let ycbcr = encode_jpeg(&Pixels::Rgb(three), 92, 150, Chroma::Full).unwrap();
+        assert_eq!(
+            image::load_from_memory(&luma).unwrap().color(),
+            image::ColorType::L8
+        );
+        let (max, mean) = max_and_mean_diff(decode(&luma).as_raw(), decode(&ycbcr).as_raw());
+        assert!(max <= 2 && mean < 0.1, "max {max}, mean {mean:.3}");
+        assert!(
+            luma.len() < ycbcr.len(),
+            "{} vs {}",
+            luma.len(),
+            ycbcr.len()
+        );
+
+        // A single coloured pixel, even one the probe grid skips, keeps the RGB path.
+        let mut tinted = page.clone();
+        tinted.put_pixel(413, 601, Rgb([120, 121, 120]));
+        assert!(grey_crop(&tinted, crop).is_none());
+        assert!(grey_crop(&tinted, (0, 602, 827, 500)).is_some());
+        assert!(grey_crop(photo().as_rgb8().unwrap(), (0, 0, 3000, 4000)).is_none());
+    }
+
+    #[test]
+    fn grey_inputs_give_compliant_one_component_files() {
+        let page = DynamicImage::ImageRgb8(grey_page(827, 1170));
+        let cases = [
+            (
+                DocumentKind::Document,
+                OutputFormat::Pdf,
+                (620, 877),
+                75,
+                (0, 2000),
+            ),
+            (
+                DocumentKind::Photo,
+                OutputFormat::Jpeg,
+                (200, 230),
+                200,
+                (10, 100),
+            ),
+            (
+                DocumentKind::Signature,
+                OutputFormat::Jpeg,
+                (140, 60),
+                200,
+                (10, 20),
+            ),
+        ];
+        for (kind, format, size, dpi, window) in cases {
+            let r = rule(kind, format, size, dpi, window);
+            let out = fit(&page, &r).unwrap();
+            assert_compliant(&out, &r);
+            let jpeg = find(&out.bytes, &[0xFF, 0xD8, 0xFF], 0).unwrap();
+            let decoded = image::load_from_memory(&out.bytes[jpeg..]).unwrap();
+            assert_eq!(decoded.color(), image::ColorType::L8, "{kind:?}");
+            if format == OutputFormat::Pdf {
+                assert!(find(&out.bytes, b"/ColorSpace /DeviceGray", 0).is_some());
+            }
+        }
+        // Colour inputs are untouched: YCbCr JPEG, DeviceRGB.
+        let r = rule(
+            DocumentKind::Document,
+            OutputFormat::Pdf,
+            (620, 877),
+            75,
+            (0, 2000),
+        );
+        let out = fit(photo(), &r).unwrap();
+        assert!(find(&out.bytes, b"/ColorSpace /DeviceRGB", 0).is_some());
+        let jpeg = find(&out.bytes, &[0xFF, 0xD8, 0xFF], 0).unwrap();
+        let decoded = image::load_from_memory(&out.bytes[jpeg..]).unwrap();
+        assert_eq!(decoded.color(), image::ColorType::Rgb8);
     }
 
     #[test]
@@ -1753,7 +1961,7 @@ mod tests {
 
     #[test]
     fn jpeg_padding_handles_large_and_tiny_amounts() {
-        let jpeg = encode_jpeg(&RgbImage::new(8, 8), 90, 72, Chroma::Full).unwrap();
+        let jpeg = encode_jpeg(&Pixels::Rgb(RgbImage::new(8, 8)), 90, 72, Chroma::Full).unwrap();
         for extra in [1u64, 3, 4, 5, 65_537, 65_538, 65_540, 200_000] {
             let padded = pad_jpeg(&jpeg, extra).unwrap();
             let grown = (padded.len() - jpeg.len()) as u64;
@@ -1887,8 +2095,12 @@ mod tests {
             (0, 100),
         ))
         .unwrap();
-        let sig = resize_to_target(&img, DocumentKind::Signature, &t, &mut Vec::new()).unwrap();
-        let photo = resize_to_target(&img, DocumentKind::Photo, &t, &mut Vec::new()).unwrap();
+        let sig = resize_to_target(&img, DocumentKind::Signature, &t, &mut Vec::new())
+            .unwrap()
+            .into_rgb();
+        let photo = resize_to_target(&img, DocumentKind::Photo, &t, &mut Vec::new())
+            .unwrap()
+            .into_rgb();
         // The photo crop shows the whole face (skin tones); the centred one cuts it.
         let skin = |p: &RgbImage| {
             p.pixels()
