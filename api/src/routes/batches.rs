@@ -32,7 +32,7 @@ use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
 use crate::events::JobEvent;
 use crate::observe::CorrelationId;
-use crate::routes::jobs::{MAX_WAIT_SECS, OutputInfo, WaitQuery, idempotency_key};
+use crate::routes::jobs::{MAX_WAIT_SECS, OutputColumns, OutputInfo, WaitQuery, idempotency_key};
 
 /// One file of a new batch, in `POST /v1/batches`' answer.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -137,36 +137,13 @@ struct BatchJobRow {
     state: JobState,
     error_code: Option<String>,
     error_message: Option<String>,
-    output_bytes: Option<i64>,
-    output_width: Option<i32>,
-    output_height: Option<i32>,
-    output_dpi: Option<i32>,
-    output_format: Option<String>,
-    output_filename: Option<String>,
+    #[sqlx(flatten)]
+    output: OutputColumns,
 }
 
 impl From<BatchJobRow> for BatchJobView {
     fn from(r: BatchJobRow) -> Self {
-        let output = match (
-            r.output_bytes,
-            r.output_width,
-            r.output_height,
-            r.output_dpi,
-        ) {
-            (Some(bytes), Some(width), Some(height), Some(dpi))
-                if r.state == JobState::Completed =>
-            {
-                Some(OutputInfo {
-                    bytes,
-                    width,
-                    height,
-                    dpi,
-                    format: r.output_format.unwrap_or_default(),
-                    filename: r.output_filename.unwrap_or_default(),
-                })
-            }
-            _ => None,
-        };
+        let output = r.output.info(r.state);
         BatchJobView {
             job_id: r.id,
             index: r.batch_index,

@@ -48,6 +48,41 @@ pub struct OutputInfo {
     pub filename: String,
 }
 
+/// A `jobs` row's output columns (`#[sqlx(flatten)]` into the rows that select them).
+#[derive(FromRow)]
+pub(crate) struct OutputColumns {
+    pub output_bytes: Option<i64>,
+    pub output_width: Option<i32>,
+    pub output_height: Option<i32>,
+    pub output_dpi: Option<i32>,
+    pub output_format: Option<String>,
+    pub output_filename: Option<String>,
+}
+
+impl OutputColumns {
+    /// What a job in `state` produced: nothing until it is completed.
+    pub(crate) fn info(self, state: JobState) -> Option<OutputInfo> {
+        match (
+            self.output_bytes,
+            self.output_width,
+            self.output_height,
+            self.output_dpi,
+        ) {
+            (Some(bytes), Some(width), Some(height), Some(dpi)) if state == JobState::Completed => {
+                Some(OutputInfo {
+                    bytes,
+                    width,
+                    height,
+                    dpi,
+                    format: self.output_format.unwrap_or_default(),
+                    filename: self.output_filename.unwrap_or_default(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What OCR read from the upload (the text itself is stored, never returned here or logged).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OcrInfo {
@@ -91,12 +126,8 @@ struct JobRow {
     error_message: Option<String>,
     attempts: i32,
     output_key: Option<String>,
-    output_bytes: Option<i64>,
-    output_width: Option<i32>,
-    output_height: Option<i32>,
-    output_dpi: Option<i32>,
-    output_format: Option<String>,
-    output_filename: Option<String>,
+    #[sqlx(flatten)]
+    output: OutputColumns,
     warnings: serde_json::Value,
     ocr: Option<sqlx::types::Json<OcrInfo>>,
     output_deleted_at: Option<DateTime<Utc>>,
@@ -109,26 +140,7 @@ struct JobRow {
 
 impl From<JobRow> for JobView {
     fn from(r: JobRow) -> Self {
-        let output = match (
-            r.output_bytes,
-            r.output_width,
-            r.output_height,
-            r.output_dpi,
-        ) {
-            (Some(bytes), Some(width), Some(height), Some(dpi))
-                if r.state == JobState::Completed =>
-            {
-                Some(OutputInfo {
-                    bytes,
-                    width,
-                    height,
-                    dpi,
-                    format: r.output_format.unwrap_or_default(),
-                    filename: r.output_filename.unwrap_or_default(),
-                })
-            }
-            _ => None,
-        };
+        let output = r.output.info(r.state);
         JobView {
             job_id: r.id,
             status: r.state,
@@ -490,11 +502,15 @@ async fn serve_output(state: &AppState, row: JobRow) -> Result<Response, ApiErro
         .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
     let bytes = state.storage.get(&path).await?;
     let content_type = row
+        .output
         .output_format
         .as_deref()
         .and_then(OutputFormat::from_extension)
         .map_or("application/octet-stream", OutputFormat::content_type);
-    let filename = row.output_filename.unwrap_or_else(|| format!("{id}"));
+    let filename = row
+        .output
+        .output_filename
+        .unwrap_or_else(|| format!("{id}"));
     let disposition = format!("attachment; filename=\"{filename}\"");
     let mut resp = (StatusCode::OK, bytes).into_response();
     let h = resp.headers_mut();
