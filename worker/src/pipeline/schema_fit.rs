@@ -328,10 +328,19 @@ fn resize_to_target(
         (x, y)
     };
     if let Some(grey) = grey_crop(source, (x, y, cw, ch)) {
-        if (cw, ch) == (tw, th) {
-            return Ok(Pixels::Grey(grey));
-        }
-        return resample(&grey, (0, 0, cw, ch), tw, th).map(Pixels::Grey);
+        let grey = if (cw, ch) == (tw, th) {
+            grey
+        } else {
+            resample(&grey, (0, 0, cw, ch), tw, th)?
+        };
+        // Portals ask for colour photographs and some check a JPEG's component count: a grey
+        // photo is still written with three components (expanded at the small target size);
+        // signatures and pages may be one.
+        return Ok(if kind == DocumentKind::Photo {
+            Pixels::Rgb(Pixels::Grey(grey).into_rgb())
+        } else {
+            Pixels::Grey(grey)
+        });
     }
     if (cw, ch) == (tw, th) {
         // Already the right size: the crop alone.
@@ -1759,7 +1768,7 @@ mod tests {
     }
 
     #[test]
-    fn grey_inputs_give_compliant_one_component_files() {
+    fn grey_inputs_give_compliant_files_with_one_component_except_photos() {
         let page = DynamicImage::ImageRgb8(grey_page(827, 1170));
         let cases = [
             (
@@ -1790,7 +1799,12 @@ mod tests {
             assert_compliant(&out, &r);
             let jpeg = find(&out.bytes, &[0xFF, 0xD8, 0xFF], 0).unwrap();
             let decoded = image::load_from_memory(&out.bytes[jpeg..]).unwrap();
-            assert_eq!(decoded.color(), image::ColorType::L8, "{kind:?}");
+            let components = if kind == DocumentKind::Photo {
+                image::ColorType::Rgb8
+            } else {
+                image::ColorType::L8
+            };
+            assert_eq!(decoded.color(), components, "{kind:?}");
             if format == OutputFormat::Pdf {
                 assert!(find(&out.bytes, b"/ColorSpace /DeviceGray", 0).is_some());
             }
