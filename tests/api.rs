@@ -12,15 +12,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 async fn error_code(resp: reqwest::Response) -> Result<(StatusCode, String)> {
-    let status = resp.status();
-    let body: Value = resp.json().await?;
-    Ok((
-        status,
-        body["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    ))
+    let (status, code, _) = error_of(resp).await?;
+    Ok((status, code))
 }
 
 #[tokio::test]

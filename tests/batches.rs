@@ -77,22 +77,6 @@ async fn post_batch(app: &TestApp, token: &str, form: Form) -> Result<reqwest::R
         .await?)
 }
 
-async fn error_of(resp: reqwest::Response) -> Result<(StatusCode, String, String)> {
-    let status = resp.status();
-    let body: Value = resp.json().await?;
-    Ok((
-        status,
-        body["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    ))
-}
-
 async fn batch(app: &TestApp, id: Uuid, wait: u64) -> Result<Value> {
     let resp = app
         .client

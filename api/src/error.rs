@@ -121,6 +121,15 @@ impl From<rythmiq_shared::Error> for ApiError {
     }
 }
 
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(e: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::PayloadInvalid(format!(
+            "expected a multipart/form-data body: {}",
+            e.body_text()
+        ))
+    }
+}
+
 impl From<axum::extract::multipart::MultipartError> for ApiError {
     fn from(e: axum::extract::multipart::MultipartError) -> Self {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

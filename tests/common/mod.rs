@@ -505,3 +505,11 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     std::fs::File::create(&path)?.write_all(bytes)?;
     Ok(path)
 }
+
+/// An error response's status, `error.code` and `error.message`.
+pub async fn error_of(resp: reqwest::Response) -> Result<(reqwest::StatusCode, String, String)> {
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    let field = |k: &str| body["error"][k].as_str().unwrap_or_default().to_owned();
+    Ok((status, field("code"), field("message")))
+}

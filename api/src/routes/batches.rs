@@ -435,12 +435,7 @@ pub async fn create(
     headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let form = form.map_err(|e| {
-        ApiError::PayloadInvalid(format!(
-            "expected a multipart/form-data body: {}",
-            e.body_text()
-        ))
-    })?;
+    let form = form?;
     let key = idempotency_key(&headers)?;
     let settings = &state.settings;
     let (files, portals) =
