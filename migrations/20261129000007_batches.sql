@@ -54,14 +54,7 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_batch_index_with_batch
 CREATE UNIQUE INDEX jobs_batch ON jobs (batch_id, batch_index) WHERE batch_id IS NOT NULL;
 
 -- Waiters on GET /v1/batches/{id}?wait=N hear batch state changes on the jobs' channel, in the
--- same `<id>:<state>` form (ids are UUIDv4 and never shared between a job and a batch).
-CREATE FUNCTION rythmiq_notify_batch_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state THEN
-        PERFORM pg_notify('rythmiq_job_events', NEW.id::text || ':' || NEW.state);
-    END IF;
-    RETURN NEW;
-END;
-$$;
+-- same `<id>:<state>` form (ids are UUIDv4 and never shared between a job and a batch), from the
+-- jobs' own trigger function (it reads only `id` and `state`).
 CREATE TRIGGER batches_notify_change AFTER INSERT OR UPDATE OF state ON batches
-    FOR EACH ROW EXECUTE FUNCTION rythmiq_notify_batch_change();
+    FOR EACH ROW EXECUTE FUNCTION rythmiq_notify_job_change();

@@ -30,8 +30,26 @@ impl JobEvents {
         Self { tx }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
-        self.tx.subscribe()
+    /// Subscribes; take it before the first read, so a change in between is not missed.
+    pub fn waiter(&self) -> Waiter {
+        Waiter(self.tx.subscribe())
+    }
+}
+
+/// One request's subscription to the state changes of jobs and batches.
+pub struct Waiter(broadcast::Receiver<JobEvent>);
+
+impl Waiter {
+    /// Sleeps until `id` changes state, the stream resyncs (anything may have changed), or
+    /// `deadline` passes; the caller then reads again.
+    pub async fn changed(&mut self, id: Uuid, deadline: tokio::time::Instant) {
+        loop {
+            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+                Err(_) => return,
+                Ok(Ok(JobEvent::Changed(changed))) if changed != id => continue,
+                Ok(Ok(_) | Err(_)) => return,
+            }
+        }
     }
 }
 

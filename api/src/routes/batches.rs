@@ -30,9 +30,11 @@ use crate::AppState;
 use crate::auth::User;
 use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
-use crate::events::JobEvent;
 use crate::observe::CorrelationId;
-use crate::routes::jobs::{MAX_WAIT_SECS, OutputColumns, OutputInfo, WaitQuery, idempotency_key};
+use crate::routes::jobs::{
+    MAX_WAIT_SECS, OutputColumns, OutputInfo, WaitQuery, idempotency_key, open_signed_link,
+    stored_attachment,
+};
 
 /// One file of a new batch, in `POST /v1/batches`' answer.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -575,8 +577,7 @@ pub async fn get(
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<BatchView>, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    // Subscribe before the first read so a change in between is not missed.
-    let mut events = state.events.subscribe();
+    let mut events = state.events.waiter();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let mut tx = db::user_scope(&state.pool, user).await?;
@@ -590,13 +591,7 @@ pub async fn get(
         }
         // No connection is held while waiting.
         tx.commit().await?;
-        loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => break,
-                Ok(Ok(JobEvent::Changed(changed))) if changed != id => continue,
-                Ok(Ok(_) | Err(_)) => break,
-            }
-        }
+        events.changed(id, deadline).await;
     }
 }
 
@@ -658,15 +653,7 @@ pub async fn download(
     Path(id): Path<Uuid>,
     link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(link) = link.map_err(|_| {
-        ApiError::LinkInvalid("a download link needs its `exp` and `sig` parameters".into())
-    })?;
-    state
-        .links
-        .verify(&LinkSigner::batch_download_path(id), &link, Utc::now())
-        .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
-    // The verified signature is what lets this transaction see that one batch (and no other).
-    let mut tx = db::signed_link_scope(&state.pool, id).await?;
+    let mut tx = open_signed_link(&state, link, &LinkSigner::batch_download_path(id), id).await?;
     let row = load_batch(&mut tx, None, id)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -682,18 +669,6 @@ async fn serve_package(state: &AppState, row: BatchRow) -> Result<Response, ApiE
     let (Some(key), true) = (row.zip_key.as_deref(), row.package_available()) else {
         return Err(ApiError::NotFound);
     };
-    let path = object_store::path::Path::parse(key)
-        .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
-    let bytes = state.storage.get(&path).await?;
-    let mut resp = (StatusCode::OK, bytes).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"batch_{}.zip\"", row.id))
-    {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
+    let filename = format!("batch_{}.zip", row.id);
+    stored_attachment(state, key, "application/zip", &filename).await
 }

@@ -23,7 +23,6 @@ use crate::AppState;
 use crate::auth::User;
 use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
-use crate::events::JobEvent;
 use crate::observe::CorrelationId;
 
 /// Longest `?wait=` accepted, in seconds.
@@ -416,8 +415,7 @@ pub async fn get(
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<JobView>, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    // Subscribe before the first read so a change in between is not missed.
-    let mut events = state.events.subscribe();
+    let mut events = state.events.waiter();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let row = load_job(&state, user, id).await?;
@@ -429,14 +427,7 @@ pub async fn get(
             }
             return Ok(Json(view));
         }
-        // Sleep until this job changes (or the stream resyncs), or time runs out.
-        loop {
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => break,
-                Ok(Ok(JobEvent::Changed(changed))) if changed != id => continue,
-                Ok(Ok(_) | Err(_)) => break,
-            }
-        }
+        events.changed(id, deadline).await;
     }
 }
 
@@ -464,16 +455,7 @@ pub async fn download(
     Path(id): Path<Uuid>,
     link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(link) = link.map_err(|_| {
-        ApiError::LinkInvalid("a download link needs its `exp` and `sig` parameters".into())
-    })?;
-    state
-        .links
-        .verify(&LinkSigner::download_path(id), &link, Utc::now())
-        .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
-    // The link names its owner's job only by id: the verified signature is what lets this
-    // transaction see that one row (and no other).
-    let mut tx = db::signed_link_scope(&state.pool, id).await?;
+    let mut tx = open_signed_link(&state, link, &LinkSigner::download_path(id), id).await?;
     let row =
         sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!("{SELECT_JOB} WHERE j.id = $1")))
             .bind(id)
@@ -482,6 +464,43 @@ pub async fn download(
             .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     serve_output(&state, row).await
+}
+
+/// A transaction that may read the one job or batch `id` whose signed link (for `path`) the
+/// request carries, once the link is verified: the link names its owner's row only by id.
+pub(crate) async fn open_signed_link(
+    state: &AppState,
+    link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    path: &str,
+    id: Uuid,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+    let Query(link) = link.map_err(|_| {
+        ApiError::LinkInvalid("a download link needs its `exp` and `sig` parameters".into())
+    })?;
+    state
+        .links
+        .verify(path, &link, Utc::now())
+        .map_err(|e| ApiError::LinkInvalid(e.to_string()))?;
+    Ok(db::signed_link_scope(&state.pool, id).await?)
+}
+
+/// A stored (decrypted) object as a download named `filename`.
+pub(crate) async fn stored_attachment(
+    state: &AppState,
+    key: &str,
+    content_type: &'static str,
+    filename: &str,
+) -> Result<Response, ApiError> {
+    let path = object_store::path::Path::parse(key)
+        .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
+    let bytes = state.storage.get(&path).await?;
+    let mut resp = (StatusCode::OK, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }
 
 /// The job's output file with its content type and portal file name.
@@ -493,9 +512,6 @@ async fn serve_output(state: &AppState, row: JobRow) -> Result<Response, ApiErro
     let (Some(key), JobState::Completed) = (row.output_key.as_deref(), row.state) else {
         return Err(ApiError::NotFound);
     };
-    let path = object_store::path::Path::parse(key)
-        .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
-    let bytes = state.storage.get(&path).await?;
     let content_type = row
         .output
         .output_format
@@ -506,12 +522,5 @@ async fn serve_output(state: &AppState, row: JobRow) -> Result<Response, ApiErro
         .output
         .output_filename
         .unwrap_or_else(|| format!("{id}"));
-    let disposition = format!("attachment; filename=\"{filename}\"");
-    let mut resp = (StatusCode::OK, bytes).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
+    stored_attachment(state, key, content_type, &filename).await
 }
