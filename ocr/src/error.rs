@@ -28,6 +28,10 @@ pub enum OcrError {
     /// The input image cannot be processed (for example it has no pixels).
     #[error("invalid input image: {0}")]
     InvalidImage(String),
+    /// The caller's deadline ([`crate::OcrOptions::deadline`]) passed before
+    /// the page was read; the pass stopped at the next model run.
+    #[error("OCR did not finish before its deadline")]
+    DeadlineExceeded,
     /// The inference runtime failed while running a model.
     #[error("OCR inference failed: {0}")]
     Inference(String),

@@ -28,6 +28,7 @@ mod rec;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use image::RgbImage;
 use rten::{Model, RunOptions, ThreadPool};
@@ -100,6 +101,11 @@ pub struct OcrOptions {
     /// Lines recognised with less confidence are dropped as noise
     /// (PP-OCR's `drop_score`).
     pub min_line_confidence: f32,
+    /// When set, the pass stops with [`OcrError::DeadlineExceeded`] at the
+    /// first model run (detection, a classifier batch, a line) that would
+    /// start after it, so a long page overruns by one run at most (about
+    /// 0.1–0.3 CPU-s) rather than by the rest of the page.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for OcrOptions {
@@ -111,6 +117,7 @@ impl Default for OcrOptions {
             classify_lines: true,
             flip_threshold: 0.9,
             min_line_confidence: 0.5,
+            deadline: None,
         }
     }
 }
@@ -125,6 +132,14 @@ impl OcrOptions {
             detect_orientation: false,
             classify_lines: false,
             ..Self::default()
+        }
+    }
+
+    /// These options with a deadline (see [`OcrOptions::deadline`]).
+    pub fn with_deadline(self, deadline: Instant) -> Self {
+        Self {
+            deadline: Some(deadline),
+            ..self
         }
     }
 }
@@ -166,6 +181,14 @@ pub struct Line {
 /// `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
 pub fn to_json(page: &PageText) -> serde_json::Value {
     serde_json::to_value(page).unwrap_or(serde_json::Value::Null)
+}
+
+/// [`OcrError::DeadlineExceeded`] once `deadline` has passed.
+fn check_deadline(deadline: Option<Instant>) -> Result<(), OcrError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(OcrError::DeadlineExceeded),
+        _ => Ok(()),
+    }
 }
 
 /// The loaded models; load once per process and share.
@@ -242,7 +265,7 @@ impl OcrEngine {
             reason,
         };
         let det: NdTensor<f32, 4> = self
-            .run(&self.det, NdTensor::zeros([1, 3, 32, 32]))
+            .run(&self.det, NdTensor::zeros([1, 3, 32, 32]), None)
             .map_err(|e| corrupt(DET_MODEL, e.to_string()))?;
         if det.shape() != [1, 1, 32, 32] {
             return Err(corrupt(
@@ -254,6 +277,7 @@ impl OcrEngine {
             .run(
                 &self.cls,
                 NdTensor::zeros([1, 3, rec::CLS_H as usize, rec::CLS_W as usize]),
+                None,
             )
             .map_err(|e| corrupt(CLS_MODEL, e.to_string()))?;
         if cls.shape() != [1, 2] {
@@ -266,6 +290,7 @@ impl OcrEngine {
             .run(
                 &self.rec,
                 NdTensor::zeros([1, 3, rec::REC_HEIGHT as usize, 32]),
+                None,
             )
             .map_err(|e| corrupt(REC_MODEL, e.to_string()))?;
         if out.shape()[2] != self.dict.len() {
@@ -281,11 +306,15 @@ impl OcrEngine {
         Ok(())
     }
 
+    /// Runs `model` once, unless `deadline` has passed: rten cannot stop a
+    /// run midway, so the deadline is checked between runs.
     fn run<const N: usize>(
         &self,
         model: &Model,
         input: NdTensor<f32, 4>,
+        deadline: Option<Instant>,
     ) -> Result<NdTensor<f32, N>, OcrError> {
+        check_deadline(deadline)?;
         let opts = RunOptions::default().with_thread_pool(Some(self.pool.clone()));
         let out = model
             .run_one(input.into(), Some(opts))
@@ -299,9 +328,10 @@ impl OcrEngine {
         img: &RgbImage,
         max_side: u32,
         min_side: u32,
+        deadline: Option<Instant>,
     ) -> Result<Vec<geom::Quad>, OcrError> {
         let input = det::preprocess(img, max_side, min_side);
-        let prob: NdTensor<f32, 4> = self.run(&self.det, input)?;
+        let prob: NdTensor<f32, 4> = self.run(&self.det, input, deadline)?;
         let [_, _, h, w] = prob.shape();
         let map = prob.slice((0, 0));
         debug_assert_eq!(map.shape(), [h, w]);
@@ -314,10 +344,14 @@ impl OcrEngine {
     }
 
     /// Probability that each crop is upside down.
-    fn classify(&self, crops: &[&RgbImage]) -> Result<Vec<f32>, OcrError> {
+    fn classify(
+        &self,
+        crops: &[&RgbImage],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<f32>, OcrError> {
         let mut out = Vec::with_capacity(crops.len());
         for chunk in crops.chunks(CLS_BATCH) {
-            let probs: NdTensor<f32, 2> = self.run(&self.cls, rec::cls_batch(chunk))?;
+            let probs: NdTensor<f32, 2> = self.run(&self.cls, rec::cls_batch(chunk), deadline)?;
             for n in 0..chunk.len() {
                 out.push(probs[[n, 1]]);
             }
@@ -326,7 +360,11 @@ impl OcrEngine {
     }
 
     /// Text and confidence of each crop.
-    fn read_lines(&self, crops: &[RgbImage]) -> Result<Vec<(String, f32)>, OcrError> {
+    fn read_lines(
+        &self,
+        crops: &[RgbImage],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<(String, f32)>, OcrError> {
         // One line per run: batching saves nothing in rten (each image in a
         // batch is still computed on its own), while the batch's larger
         // activations fall out of the caches and its narrower lines pay for
@@ -335,7 +373,8 @@ impl OcrEngine {
         crops
             .iter()
             .map(|crop| {
-                let probs: NdTensor<f32, 3> = self.run(&self.rec, rec::rec_batch(&[crop]))?;
+                let probs: NdTensor<f32, 3> =
+                    self.run(&self.rec, rec::rec_batch(&[crop]), deadline)?;
                 Ok(self.dict.decode(probs.slice(0)))
             })
             .collect()
@@ -350,9 +389,10 @@ impl OcrEngine {
                 img.height()
             )));
         }
+        check_deadline(opts.deadline)?;
         let max_side = opts.det_max_side.max(32);
         let mut rotation = 0u32;
-        let mut quads = self.detect(img, max_side, opts.det_min_side)?;
+        let mut quads = self.detect(img, max_side, opts.det_min_side, opts.deadline)?;
         let mut rotated: Option<RgbImage> = None;
 
         if opts.detect_orientation && mostly_vertical(&quads) {
@@ -361,7 +401,7 @@ impl OcrEngine {
             // this only happens for sideways pages); whether it should have
             // been counter-clockwise is settled by the 180° vote below.
             let turned = image::imageops::rotate90(img);
-            quads = self.detect(&turned, max_side, opts.det_min_side)?;
+            quads = self.detect(&turned, max_side, opts.det_min_side, opts.deadline)?;
             rotated = Some(turned);
             rotation = 90;
         }
@@ -390,7 +430,7 @@ impl OcrEngine {
         let mut p180: Vec<Option<f32>> = vec![None; crops.len()];
         if opts.detect_orientation || opts.classify_lines {
             let sample: Vec<&RgbImage> = upfront.iter().map(|&i| &crops[i]).collect();
-            for (&i, p) in upfront.iter().zip(self.classify(&sample)?) {
+            for (&i, p) in upfront.iter().zip(self.classify(&sample, opts.deadline)?) {
                 p180[i] = Some(p);
             }
         }
@@ -427,7 +467,7 @@ impl OcrEngine {
             }
         }
 
-        let mut read = self.read_lines(&crops)?;
+        let mut read = self.read_lines(&crops, opts.deadline)?;
         if opts.classify_lines && !classify_all {
             // A line the classifier has not seen and that reads poorly may
             // be upside down on an upright page: classify it now, and keep
@@ -437,7 +477,7 @@ impl OcrEngine {
                 .collect();
             if !doubtful.is_empty() {
                 let sample: Vec<&RgbImage> = doubtful.iter().map(|&i| &crops[i]).collect();
-                let probs = self.classify(&sample)?;
+                let probs = self.classify(&sample, opts.deadline)?;
                 let (mut at, mut flipped) = (Vec::new(), Vec::new());
                 for (&i, p) in doubtful.iter().zip(probs) {
                     if p > opts.flip_threshold {
@@ -445,7 +485,10 @@ impl OcrEngine {
                         flipped.push(image::imageops::rotate180(&crops[i]));
                     }
                 }
-                for (i, alt) in at.into_iter().zip(self.read_lines(&flipped)?) {
+                for (i, alt) in at
+                    .into_iter()
+                    .zip(self.read_lines(&flipped, opts.deadline)?)
+                {
                     if alt.1 > read[i].1 {
                         read[i] = alt;
                     }

@@ -65,26 +65,18 @@ impl OcrReport {
     }
 }
 
-/// Tracks the job's OCR time budget across passes. The engine cannot be interrupted inside a
-/// model run, so the limit is checked after each pass.
+/// The job's OCR time budget, shared by all its passes: each pass runs with the budget's
+/// deadline, which the engine checks before every model run, so a pass that runs out stops
+/// within one run (detection or a line) instead of finishing the page.
 pub struct Budget {
-    started: Instant,
-    limit: Duration,
+    deadline: Instant,
 }
 
 impl Budget {
     pub fn new(limit: Duration) -> Self {
         Self {
-            started: Instant::now(),
-            limit,
+            deadline: Instant::now() + limit,
         }
-    }
-
-    fn check(&self) -> Result<(), JobError> {
-        if self.started.elapsed() > self.limit {
-            return Err(JobError::OcrTimeout);
-        }
-        Ok(())
     }
 }
 
@@ -112,12 +104,11 @@ impl OcrStage {
         opts: &OcrOptions,
         budget: &Budget,
     ) -> Result<PageText, JobError> {
-        let page = self
-            .engine
-            .recognize(img, opts)
-            .map_err(|e| JobError::Ocr(e.to_string()))?;
-        budget.check()?;
-        Ok(page)
+        let opts = opts.clone().with_deadline(budget.deadline);
+        self.engine.recognize(img, &opts).map_err(|e| match e {
+            rythmiq_ocr::OcrError::DeadlineExceeded => JobError::OcrTimeout,
+            e => JobError::Ocr(e.to_string()),
+        })
     }
 
     /// PRE-OCR: the cheap read of the unenhanced image.
