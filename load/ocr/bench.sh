@@ -4,13 +4,14 @@
 # Renders the evaluation set (2000-px pages: several DejaVu fonts and sizes;
 # clean, blurred, noisy, dark, skewed ±2–3°, rotated 180° and 90°), reads
 # each page with rythmiq-ocr and with Tesseract 5 in the same run, and
-# prints CER and CPU-seconds per page (median) for both. The real scan(s)
-# (load/ocr/fetch-scans.sh: scikit-image's page.png, reference text in
-# load/ocr/scans/) are read in the same run and reported with them.
+# prints CER and CPU-seconds per page (median) for both. The real scans
+# (load/ocr/fetch-scans.sh: scikit-image's page.png and OCRmyPDF's linn.png,
+# typewriter.png and c03-29 page; references and licences in load/ocr/scans/)
+# are read in the same run and reported with them.
 #
 # Usage: load/ocr/bench.sh [--threads N] [--keep DIR] [--no-tesseract]
 #   --keep DIR  keep the rendered pages (PNG) and their reference text there
-# Needs: models (scripts/fetch-models.sh, run below), pip (for the scan), Debian packages
+# Needs: models (scripts/fetch-models.sh, run below), pip (for the scans), Debian packages
 # fonts-dejavu-core and tesseract-ocr (+ tesseract-ocr-eng, pulled in by it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,5 +25,8 @@ fi
 # Tesseract uses OpenMP; leave its default threading so it is measured as
 # shipped. Our engine gets --threads (default 2, the machine's cores).
 cargo build --release -p rythmiq-ocr --example ocr_eval
-exec target/release/examples/ocr_eval \
-  --scan target/ocr-scans/skimage-page.png=load/ocr/scans/skimage-page.txt "$@"
+scans=()
+for s in skimage-page.png linn.png typewriter.png c03-29.jpg; do
+  scans+=(--scan "target/ocr-scans/$s=load/ocr/scans/${s%.*}.txt")
+done
+exec target/release/examples/ocr_eval "${scans[@]}" "$@"
