@@ -49,7 +49,7 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'moto[server]==5.2.1'
   fi
-  # The real scan the OCR accuracy test reads (scikit-image's page.png, pinned, from PyPI)
+  # The real scans the OCR accuracy tests read (scikit-image's page.png and OCRmyPDF's scans, pinned, from PyPI)
   # into target/ocr-scans/ (ignored).
   bash "$(dirname "$0")/../load/ocr/fetch-scans.sh"
 fi

@@ -141,49 +141,167 @@ pub fn crop_line(img: &RgbImage, quad: &Quad) -> Option<RgbImage> {
     Some(out)
 }
 
-/// Reading order: groups boxes into rows (boxes whose vertical centres fall
-/// within each other's extent), rows top-to-bottom, boxes left-to-right.
-/// Returns rows of indices into `quads`.
+/// Reading order, as rows of indices into `quads`: rows top-to-bottom,
+/// boxes left-to-right within a row, and multi-column text column by column.
+///
+/// The boxes are cut recursively, as in an XY-cut on the line boxes: into
+/// columns where no box spans a vertical gap *and* every side is a column of
+/// text (see [`is_text_column`]), else into bands where no box spans a
+/// horizontal gap; whatever no cut splits is read in rows. Without the
+/// column cut a two-column brochure reads as rows joining a left-column line
+/// to the right-column line beside it (a real scan's CER 0.36 instead of
+/// 0.01), while a form's label and value boxes, which also have a vertical
+/// gap between them, must still read row by row.
 pub fn reading_order(quads: &[Quad]) -> Vec<Vec<usize>> {
-    let span = |q: &Quad| {
-        let ys = [q[0][1], q[1][1], q[2][1], q[3][1]];
-        let top = ys.iter().copied().fold(f32::INFINITY, f32::min);
-        let bot = ys.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        // Use the left/right edge midpoints for the line's centre so that a
-        // slightly skewed long line still has a sensible centre.
-        let cy = (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4.0;
-        let cx = (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4.0;
-        let hgt = crop_size(q).1.max(1.0);
-        (top, bot, cy, cx, hgt)
-    };
-    let info: Vec<_> = quads.iter().map(span).collect();
-    let mut idx: Vec<usize> = (0..quads.len()).collect();
-    idx.sort_by(|&a, &b| info[a].2.total_cmp(&info[b].2));
+    let boxes: Vec<LineBox> = quads.iter().map(LineBox::of).collect();
+    let mut rows = Vec::new();
+    xy_cut(&boxes, (0..quads.len()).collect(), &mut rows);
+    rows
+}
+
+/// A line's axis-aligned extent, centre and height.
+struct LineBox {
+    left: f32,
+    right: f32,
+    top: f32,
+    bottom: f32,
+    cx: f32,
+    cy: f32,
+    height: f32,
+}
+
+impl LineBox {
+    fn of(q: &Quad) -> Self {
+        let xs = q.map(|p| p[0]);
+        let ys = q.map(|p| p[1]);
+        let min = |v: [f32; 4]| v.into_iter().fold(f32::INFINITY, f32::min);
+        let max = |v: [f32; 4]| v.into_iter().fold(f32::NEG_INFINITY, f32::max);
+        Self {
+            left: min(xs),
+            right: max(xs),
+            top: min(ys),
+            bottom: max(ys),
+            // The mean of the corners, so a slightly skewed long line still
+            // has a sensible centre.
+            cx: xs.iter().sum::<f32>() / 4.0,
+            cy: ys.iter().sum::<f32>() / 4.0,
+            height: crop_size(q).1.max(1.0),
+        }
+    }
+}
+
+/// Splits `set` into groups along one axis wherever no box's extent
+/// (`span`) covers the gap; groups in increasing order.
+fn split_at_gaps(
+    boxes: &[LineBox],
+    mut set: Vec<usize>,
+    span: impl Fn(&LineBox) -> (f32, f32),
+) -> Vec<Vec<usize>> {
+    set.sort_by(|&a, &b| span(&boxes[a]).0.total_cmp(&span(&boxes[b]).0));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut reach = f32::NEG_INFINITY;
+    for i in set {
+        let (lo, hi) = span(&boxes[i]);
+        match groups.last_mut() {
+            Some(g) if lo <= reach => g.push(i),
+            _ => groups.push(vec![i]),
+        }
+        reach = reach.max(hi);
+    }
+    groups
+}
+
+/// Whether a group of boxes beside another is a column of running text: at
+/// least three lines and at least 12 line heights wide (some 25 characters).
+/// A form's labels, a table's cells or a caption beside a picture are
+/// narrower or shorter and stay in rows with what is beside them.
+fn is_text_column(boxes: &[LineBox], group: &[usize], line_height: f32) -> bool {
+    let left = group
+        .iter()
+        .map(|&i| boxes[i].left)
+        .fold(f32::INFINITY, f32::min);
+    let right = group
+        .iter()
+        .map(|&i| boxes[i].right)
+        .fold(f32::NEG_INFINITY, f32::max);
+    group.len() >= 3 && right - left >= 12.0 * line_height
+}
+
+fn median_height(boxes: &[LineBox], set: &[usize]) -> f32 {
+    let mut h: Vec<f32> = set.iter().map(|&i| boxes[i].height).collect();
+    h.sort_by(f32::total_cmp);
+    h.get(h.len() / 2).copied().unwrap_or(1.0)
+}
+
+/// Column cuts come before band cuts, so that paragraph breaks level in
+/// both columns do not cut the page into bands read across the columns. The
+/// band cut is at every horizontal gap (lines of one column often have a
+/// pixel between them), and consecutive bands that share a vertical gap (the
+/// gutter between two columns, each band holding a few lines of each) are
+/// joined again into one region before the regions are cut in turn.
+fn xy_cut(boxes: &[LineBox], set: Vec<usize>, rows: &mut Vec<Vec<usize>>) {
+    let line_height = median_height(boxes, &set);
+    let columns = split_at_gaps(boxes, set, |b| (b.left, b.right));
+    if columns.len() > 1
+        && columns
+            .iter()
+            .all(|c| is_text_column(boxes, c, line_height))
+    {
+        for column in columns {
+            xy_cut(boxes, column, rows);
+        }
+        return;
+    }
+    let bands = split_at_gaps(boxes, columns.concat(), |b| (b.top, b.bottom));
+    let mut regions: Vec<Vec<usize>> = Vec::new();
+    let mut open = false;
+    for band in bands {
+        let has_gap =
+            |set: &[usize]| split_at_gaps(boxes, set.to_vec(), |b| (b.left, b.right)).len() > 1;
+        let gapped = has_gap(&band);
+        match regions.last_mut() {
+            Some(region) if open && gapped && has_gap(&[region.as_slice(), &band].concat()) => {
+                region.extend(band);
+            }
+            _ => regions.push(band),
+        }
+        open = gapped;
+    }
+    if regions.len() == 1 {
+        rows.extend(in_rows(boxes, regions.concat()));
+        return;
+    }
+    for region in regions {
+        xy_cut(boxes, region, rows);
+    }
+}
+
+/// Groups boxes into rows (boxes whose vertical centres fall within each
+/// other's extent), rows top-to-bottom, boxes left-to-right.
+fn in_rows(boxes: &[LineBox], mut set: Vec<usize>) -> Vec<Vec<usize>> {
+    set.sort_by(|&a, &b| boxes[a].cy.total_cmp(&boxes[b].cy));
     let mut rows: Vec<Vec<usize>> = Vec::new();
     let mut row_cy = 0f32;
     let mut row_h = 0f32;
-    for i in idx {
-        let (_, _, cy, _, hgt) = info[i];
+    for i in set {
+        let LineBox { cy, height, .. } = boxes[i];
         // Same row when the centres are closer than half the smaller height:
         // robust to a few degrees of skew and to mixed font sizes.
-        let same = rows
-            .last()
-            .is_some_and(|_| (cy - row_cy).abs() < 0.5 * hgt.min(row_h));
-        if same {
-            if let Some(r) = rows.last_mut() {
+        match rows.last_mut() {
+            Some(r) if (cy - row_cy).abs() < 0.5 * height.min(row_h) => {
                 r.push(i);
-                let n = r.len() as f32;
-                row_cy += (cy - row_cy) / n;
-                row_h = row_h.max(hgt);
+                row_cy += (cy - row_cy) / r.len() as f32;
+                row_h = row_h.max(height);
             }
-        } else {
-            rows.push(vec![i]);
-            row_cy = cy;
-            row_h = hgt;
+            _ => {
+                rows.push(vec![i]);
+                row_cy = cy;
+                row_h = height;
+            }
         }
     }
     for r in &mut rows {
-        r.sort_by(|&a, &b| info[a].3.total_cmp(&info[b].3));
+        r.sort_by(|&a, &b| boxes[a].cx.total_cmp(&boxes[b].cx));
     }
     rows
 }
@@ -214,6 +332,62 @@ mod tests {
         };
         let rows = reading_order(&[b(200.0, 102.0), b(10.0, 100.0), b(10.0, 10.0)]);
         assert_eq!(rows, vec![vec![2], vec![1, 0]]);
+    }
+
+    /// A line box `x0..x1` wide, 20 px high, its top at `y`.
+    fn line(x0: f32, x1: f32, y: f32) -> Quad {
+        [[x0, y], [x1, y], [x1, y + 20.0], [x0, y + 20.0]]
+    }
+
+    #[test]
+    fn two_columns_read_column_by_column_between_full_width_lines() {
+        // A heading across the page, two columns of five lines whose rows
+        // are offset by a few pixels (as on a real brochure), then a
+        // full-width footer.
+        let mut quads = vec![line(0.0, 1000.0, 0.0)];
+        for k in 0..5 {
+            let y = 40.0 + 24.0 * k as f32;
+            quads.push(line(0.0, 480.0, y));
+            quads.push(line(520.0, 1000.0, y + 6.0));
+        }
+        quads.push(line(0.0, 1000.0, 200.0));
+        let order: Vec<Vec<usize>> = reading_order(&quads);
+        let left: Vec<Vec<usize>> = (0..5).map(|k| vec![1 + 2 * k]).collect();
+        let right: Vec<Vec<usize>> = (0..5).map(|k| vec![2 + 2 * k]).collect();
+        let want: Vec<Vec<usize>> = std::iter::once(vec![0])
+            .chain(left)
+            .chain(right)
+            .chain(std::iter::once(vec![11]))
+            .collect();
+        assert_eq!(order, want);
+
+        // Paragraph breaks level in both columns: still column by column.
+        let mut quads = Vec::new();
+        for k in 0..8 {
+            let y = 24.0 * k as f32 + if k >= 4 { 30.0 } else { 0.0 };
+            quads.push(line(0.0, 480.0, y));
+            quads.push(line(520.0, 1000.0, y));
+        }
+        let order: Vec<usize> = reading_order(&quads).concat();
+        let want: Vec<usize> = (0..8)
+            .map(|k| 2 * k)
+            .chain((0..8).map(|k| 2 * k + 1))
+            .collect();
+        assert_eq!(order, want);
+    }
+
+    #[test]
+    fn a_form_reads_label_and_value_in_one_row() {
+        // Labels (short) and values beside them with a wide gap between:
+        // not columns of text, so each label stays with its value.
+        let mut quads = Vec::new();
+        for k in 0..4 {
+            let y = 24.0 * k as f32;
+            quads.push(line(0.0, 150.0, y));
+            quads.push(line(400.0, 900.0, y + 2.0));
+        }
+        let order = reading_order(&quads);
+        assert_eq!(order, vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
     }
 }
 
