@@ -98,16 +98,14 @@ async fn a_job_whose_worker_is_killed_completes_on_another() -> Result<()> {
     wait_processing(&app, id).await?;
     signal(&doomed, "KILL")?;
     doomed.wait()?;
-    let killed_at = Instant::now();
 
     let (stop, _w) = app.start_worker(fast_worker_settings());
-    let job = app.wait_terminal(id, 90).await?;
+    // Claimed again within the bound (orphan timeout 3 s, a 2 s sweep, a 1 s backoff), however
+    // long the run itself then takes on a busy machine.
+    eventually(30, || async { Ok(app.task_attempts(id).await? == 2) }).await?;
+    let job = app.wait_terminal(id, 120).await?;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["attempts"], 2, "the crashed attempt counts");
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(60),
-        "re-run within the bound"
-    );
     let lost: Vec<(String, bool)> =
         sqlx::query_as("SELECT error_code, retryable FROM error_events WHERE job_id = $1")
             .bind(id)
