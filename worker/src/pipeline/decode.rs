@@ -18,26 +18,41 @@
 //! # Reduced-scale JPEG decoding
 //!
 //! [`decode_for_target_timed`] knows the size the pipeline will produce. A large JPEG is then
-//! decoded at 1/2, 1/4 or 1/8 scale inside the inverse DCT (`jpeg-decoder`'s `Decoder::scale`, as
-//! libjpeg-turbo and libvips' shrink-on-load do), choosing the smallest scale whose image still
-//! covers the target after the aspect crop and keeps about [`quality::ANALYSIS_MAX_SIDE`] pixels on
-//! its long side, so QUALITY measures at about the same scale either way. A 12 MP phone photo for a
-//! 200 × 230 portal photo is then decoded to 504 × 378: the entropy decoding is the same, the
-//! IDCT, upsampling, colour conversion and every later stage touch 1/64 of the pixels.
+//! decoded at 1/2, 1/4 or 1/8 scale inside the inverse DCT by libjpeg-turbo (`scale_num`/8, as
+//! libvips' shrink-on-load does), choosing the smallest scale whose image still covers the target
+//! after the aspect crop and keeps about [`quality::ANALYSIS_MAX_SIDE`] pixels on its long side, so
+//! QUALITY measures at about the same scale either way. A 12 MP phone photo for a 200 × 230
+//! portal photo is then decoded to 504 × 378: the entropy decoding is the same, the IDCT,
+//! upsampling, colour conversion and every later stage touch 1/64 of the pixels. (libjpeg-turbo
+//! also scales by 3/8, 5/8…; the pipeline only uses powers of two, as before.)
 //!
-//! A progressive JPEG spreads its coefficients over several scans, and a reduced IDCT reads only
-//! the low ones (the DC alone at 1/8). The scans that carry nothing but coefficients it never reads
-//! are dropped before decoding (`without_scans_after`): same pixels, and at 1/8 the entropy
-//! decoding of every AC scan (about 94 % of a progressive photo's bytes) is saved, which is where
-//! `jpeg-decoder` spends its time on progressive files.
+//! libjpeg-turbo comes through the `mozjpeg` crate: mozjpeg-sys compiles MozJPEG's copy of the
+//! libjpeg-turbo 2.1 decoder from vendored source with `cc` (no cmake, no system library), with
+//! its SIMD code when `nasm` is installed (`scripts/setup.sh` installs it); its `unwinding`
+//! feature builds the C with `-fexceptions`, so libjpeg's error exit can unwind to a
+//! `catch_unwind` instead of `longjmp`ing. The `turbojpeg` crate was the alternative: it needs the
+//! TurboJPEG 3 API, which Debian 12's libturbojpeg (2.1.5) lacks, so it would build its vendored
+//! copy with cmake and nasm; nor can TurboJPEG switch off block smoothing, which the scan pruning
+//! below needs. `jpeg-decoder`, used before, is about half as fast at entropy decoding, which is
+//! most of a reduced decode.
+//!
+//! libjpeg papers over damage: a truncated file gets grey rows and a warning. The reduced path
+//! installs its own error manager ([`strict_error_mgr`]) that turns every warning, like every
+//! error, into a decline; the full decoder (zune-jpeg, through `image`) then decides whether the
+//! file is broken, with the messages users already get.
+//!
+//! A progressive JPEG spreads its coefficients over several scans. At 1/8, libjpeg-turbo rebuilds
+//! luma (and the chroma of 4:4:4 and 4:2:2 files) from the DC coefficient alone, so the AC scans
+//! of those components are dropped before decoding (`without_unread_ac_scans`): same pixels, and
+//! the entropy decoding of most of the file is saved. At 1/4 and 1/2 its reduced IDCTs read
+//! coefficients up to the 63rd, so nothing is dropped there.
 //!
 //! Everything above still holds on that path: the limits are checked on the header first, the
 //! same deadline applies, EXIF orientation and the ICC profile come from the same header reader
 //! and are applied the same way. Whenever the reduced path cannot honour something, the full
 //! decode runs instead: CMYK/YCCK (the ink values are needed for the CMYK profile), 12-bit
-//! samples, a scale that would not cover the target, a memory estimate over the limit, or any
-//! error or panic in `jpeg-decoder` (the full decoder, zune-jpeg, then decides whether the file is
-//! broken, with the messages users already get).
+//! samples or arithmetic coding (this libjpeg build has neither), a scale that would not cover
+//! the target, a memory estimate over the limit, or any libjpeg error or warning.
 //!
 //! [`quality::ANALYSIS_MAX_SIDE`]: super::quality::ANALYSIS_MAX_SIDE
 
@@ -628,7 +643,7 @@ fn reduced_scale(
     }
     let min_long = sw.max(sh).min(REDUCED_MIN_LONG_SIDE);
     [1u32, 2, 4].into_iter().find_map(|eighths| {
-        // jpeg-decoder's rounding: ceil(len × eighths / 8).
+        // libjpeg's rounding (`jdiv_round_up`): ceil(len × eighths / 8).
         let scaled = |len: u32| (u64::from(len) * u64::from(eighths)).div_ceil(8);
         let (w, h) = (scaled(sw), scaled(sh));
         // The largest crop with the target's aspect keeps one full side, so it reaches the
@@ -643,7 +658,8 @@ fn reduced_scale(
 /// in stored orientation (the caller applies orientation and ICC as for a full decode).
 ///
 /// `None` means "decode at full size instead": the scale would be 8/8, the file is CMYK or 12-bit,
-/// the memory estimate breaks the limit, or `jpeg-decoder` failed or panicked on it.
+/// the memory estimate breaks the limit, or libjpeg-turbo stopped on an error or warned about the
+/// data (see [`strict_error_mgr`]).
 fn decode_jpeg_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
@@ -651,68 +667,53 @@ fn decode_jpeg_reduced(
     orientation: Orientation,
     target: TargetSize,
 ) -> Option<RgbImage> {
-    let (eighths, (want_w, want_h)) = reduced_scale(stored, orientation, target)?;
-    // jpeg-decoder keeps a progressive file's coefficients at full size (two bytes a sample,
-    // at most three full-resolution components) besides its output.
+    let (eighths, want) = reduced_scale(stored, orientation, target)?;
+    // libjpeg keeps a progressive file's coefficients at full size (two bytes a sample, at most
+    // three full-resolution components) besides its output.
     let coefficients = u64::from(stored.0) * u64::from(stored.1) * 6;
-    let output = u64::from(want_w) * u64::from(want_h) * 3;
+    let output = u64::from(want.0) * u64::from(want.1) * 3;
     if coefficients + output > limits.max_alloc_bytes {
         return None;
     }
-    let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
-        // A progressive file's scans that only carry coefficients this IDCT never reads are
-        // dropped first: the pixels are the same, the entropy decoding of those scans is saved.
-        let pruned =
-            last_coefficient_read(eighths).and_then(|last| without_scans_after(bytes, last));
-        decode_jpeg_scaled(
-            pruned.as_deref().unwrap_or(bytes),
-            limits,
-            stored,
-            (want_w, want_h),
-        )
-    }));
-    match decoded {
-        Ok(Ok(rgb)) => Some(rgb),
-        Ok(Err(reason)) => {
+    // At 1/8 a progressive file's AC scans that the 1 × 1 IDCT never reads are dropped first:
+    // the pixels are the same, the entropy decoding of those scans is saved.
+    let pruned = (eighths == 1)
+        .then(|| without_unread_ac_scans(bytes))
+        .flatten();
+    match decode_jpeg_scaled(pruned.as_deref().unwrap_or(bytes), stored, eighths, want) {
+        Ok(rgb) => Some(rgb),
+        Err(reason) => {
             tracing::debug!(
                 reason,
                 "reduced JPEG decode declined; decoding at full size"
             );
             None
         }
-        Err(_) => {
-            tracing::debug!("jpeg-decoder panicked; decoding at full size");
-            None
-        }
     }
 }
 
-/// The highest zigzag index among the coefficients `jpeg-decoder`'s reduced IDCT reads at
-/// `eighths`/8 scale: the DC alone at 1/8 (its 1 × 1 IDCT), the top-left 2 × 2 at 1/4 (zigzag 0,
-/// 1, 2 and 4), the top-left 4 × 4 at 1/2 (up to 24). `None` at full scale.
-fn last_coefficient_read(eighths: u32) -> Option<u8> {
-    match eighths {
-        1 => Some(0),
-        2 => Some(4),
-        4 => Some(24),
-        _ => None,
-    }
-}
-
-/// A progressive JPEG without its scans whose spectral band starts after zigzag index `last`:
-/// they only add coefficients a reduced IDCT never reads (at 1/8 scale, every AC scan, ~94 % of a
-/// photo's entropy-coded bytes), so the reduced decode of what is left has the same pixels.
+/// A progressive JPEG without the AC scans of the components that libjpeg-turbo rebuilds from
+/// their DC coefficient alone at 1/8 scale: at most ~94 % of a photo's entropy-coded bytes, and
+/// the 1/8 decode of what is left has the same pixels (block smoothing, which would estimate the
+/// missing coefficients, is off in [`decode_jpeg_scaled`]).
+///
+/// Which components those are follows libjpeg-turbo's `jpeg_core_output_dimensions`: it scales a
+/// subsampled component's IDCT up instead of upsampling it when the sampling factors allow, so
+/// the chroma of a 4:2:0 file is rebuilt with a 2 × 2 IDCT, which reads AC coefficients; those
+/// scans are kept. Luma, and the chroma of 4:4:4 and 4:2:2 files, use the 1 × 1 IDCT (DC only).
 ///
 /// `None`, meaning "decode the file as it is", unless the file is progressive (SOF2), its segments
 /// and scans can all be walked up to its EOI, and at least one scan was dropped. Only marker
 /// framing is read here; the decoder still checks everything it always did on what is kept.
-fn without_scans_after(jpeg: &[u8], last: u8) -> Option<Vec<u8>> {
+fn without_unread_ac_scans(jpeg: &[u8]) -> Option<Vec<u8>> {
     if jpeg.get(..2)? != [0xFF, 0xD8] {
         return None;
     }
     let mut kept = Vec::with_capacity(jpeg.len() / 8);
     kept.extend_from_slice(&jpeg[..2]);
-    let (mut pos, mut progressive, mut dropped) = (2, false, false);
+    // Component ids whose 1/8 decode reads the DC coefficient only.
+    let mut dc_only: Option<Vec<u8>> = None;
+    let (mut pos, mut dropped) = (2, false);
     loop {
         if *jpeg.get(pos)? != 0xFF {
             return None;
@@ -737,20 +738,20 @@ fn without_scans_after(jpeg: &[u8], last: u8) -> Option<Vec<u8>> {
             return None;
         }
         match marker {
-            0xC2 => progressive = true,
-            // Any other frame type (baseline, lossless, arithmetic…): nothing to drop.
-            0xC0 | 0xC1 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            0xC2 if dc_only.is_none() => dc_only = Some(dc_only_components(&jpeg[pos + 4..end])?),
+            // Any other frame type (baseline, lossless, arithmetic…), or a second frame.
+            0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
             _ => {}
         }
         if marker == 0xDA {
-            if !progressive {
-                return None;
-            }
-            // Ns, then two bytes per component, then Ss (the band's first coefficient).
+            let dc_only = dc_only.as_deref()?;
+            // Ns, then two bytes per component (id first), then Ss (the band's first coefficient).
             let components = usize::from(*jpeg.get(pos + 4)?);
             let band_start = *jpeg.get(pos + 5 + 2 * components)?;
             let data_end = end_of_entropy_data(jpeg, end)?;
-            if band_start > last {
+            // AC scans have exactly one component (ITU T.81, G.1.1.1.1).
+            let unread = band_start > 0 && components == 1 && dc_only.contains(jpeg.get(pos + 5)?);
+            if unread {
                 dropped = true;
             } else {
                 kept.extend_from_slice(&jpeg[pos..data_end]);
@@ -763,6 +764,33 @@ fn without_scans_after(jpeg: &[u8], last: u8) -> Option<Vec<u8>> {
     }
     kept.extend_from_slice(&[0xFF, 0xD9]);
     dropped.then_some(kept)
+}
+
+/// The ids of the components a 1/8 decode rebuilds from DC alone, from a SOF segment's body
+/// (precision, height, width, Nf, then id, HiVi, Tq per component). libjpeg-turbo doubles a
+/// component's IDCT size while both of its sampling factors divide the largest ones twice over.
+fn dc_only_components(sof: &[u8]) -> Option<Vec<u8>> {
+    let count = usize::from(*sof.get(5)?);
+    let components = sof.get(6..6 + 3 * count)?;
+    let factors = |c: &[u8]| (u32::from(c[1] >> 4), u32::from(c[1] & 0x0F));
+    let (mut max_h, mut max_v) = (0, 0);
+    for c in components.chunks_exact(3) {
+        let (h, v) = factors(c);
+        if h == 0 || v == 0 {
+            return None;
+        }
+        (max_h, max_v) = (max_h.max(h), max_v.max(v));
+    }
+    Some(
+        components
+            .chunks_exact(3)
+            .filter(|c| {
+                let (h, v) = factors(c);
+                max_h % (2 * h) != 0 || max_v % (2 * v) != 0
+            })
+            .map(|c| c[0])
+            .collect(),
+    )
 }
 
 /// Where a scan's entropy-coded data starting at `from` ends: the first 0xFF that is neither a
@@ -778,53 +806,120 @@ fn end_of_entropy_data(jpeg: &[u8], from: usize) -> Option<usize> {
     }
 }
 
+/// Why libjpeg stopped a reduced decode: carried by the unwind out of its callbacks.
+#[derive(Debug, Clone, Copy)]
+enum LibjpegStop {
+    /// `error_exit`: the data cannot be decoded (12-bit, arithmetic coding, bad tables…).
+    Error,
+    /// `emit_message` with a negative level: libjpeg would go on with made-up data (a truncated
+    /// file gets grey rows, a damaged scan skips ahead), which the full decoder should judge.
+    Warning,
+}
+
+/// libjpeg's error manager for reduced decodes: errors *and warnings* unwind out of libjpeg
+/// (built with `-fexceptions`, mozjpeg-sys' `unwinding` feature) to [`decode_jpeg_scaled`]'s
+/// `catch_unwind`. `mozjpeg`'s own manager silences warnings, so a truncated file would decode
+/// "successfully" with grey rows; here any warning sends the file to the full decoder, which
+/// accepts or rejects it with the messages users already get. No message text is needed, so the
+/// message tables stay empty.
+fn strict_error_mgr() -> mozjpeg_sys::jpeg_error_mgr {
+    mozjpeg_sys::jpeg_error_mgr {
+        error_exit: Some(libjpeg_error_exit),
+        emit_message: Some(libjpeg_emit_message),
+        output_message: Some(libjpeg_ignore),
+        format_message: Some(libjpeg_format_message),
+        reset_error_mgr: Some(libjpeg_ignore),
+        msg_code: 0,
+        msg_parm: mozjpeg_sys::msg_parm_union::default(),
+        trace_level: 0,
+        num_warnings: 0,
+        jpeg_message_table: std::ptr::null(),
+        last_jpeg_message: 0,
+        addon_message_table: std::ptr::null(),
+        first_addon_message: 0,
+        last_addon_message: 0,
+    }
+}
+
+extern "C-unwind" fn libjpeg_error_exit(_cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    // `resume_unwind` skips the panic hook: a bad upload is not worth a log line with a backtrace.
+    panic::resume_unwind(Box::new(LibjpegStop::Error));
+}
+
+extern "C-unwind" fn libjpeg_emit_message(
+    _cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    level: std::os::raw::c_int,
+) {
+    // Levels 0 and up are trace messages (off); -1 is a warning about the data.
+    if level < 0 {
+        panic::resume_unwind(Box::new(LibjpegStop::Warning));
+    }
+}
+
+extern "C-unwind" fn libjpeg_ignore(_cinfo: &mut mozjpeg_sys::jpeg_common_struct) {}
+
+extern "C-unwind" fn libjpeg_format_message(
+    _cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    _buffer: &[u8; 80],
+) {
+}
+
+/// Decode `bytes` at `eighths`/8 scale with libjpeg-turbo's DCT scaling, as RGB8 of size `want`
+/// (grey files are expanded to three equal channels by libjpeg).
+///
+/// The caller has checked the header (dimensions, memory) with the full decoder's reader; this
+/// checks that libjpeg reads the same frame before trusting it.
 fn decode_jpeg_scaled(
     bytes: &[u8],
-    limits: &DecodeLimits,
     stored: (u32, u32),
+    eighths: u32,
     want: (u32, u32),
 ) -> Result<RgbImage, String> {
-    use jpeg_decoder::PixelFormat;
+    use mozjpeg::ColorSpace;
 
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.set_max_decoding_buffer_size(
-        usize::try_from(limits.max_alloc_bytes).unwrap_or(usize::MAX),
-    );
-    decoder.read_info().map_err(|e| e.to_string())?;
-    let info = decoder.info().ok_or("no frame header")?;
-    // Both readers must agree on what the file is before we trust the scaled result.
-    if (u32::from(info.width), u32::from(info.height)) != stored {
-        return Err("the two JPEG readers disagree on the size".to_owned());
-    }
-    if !matches!(info.pixel_format, PixelFormat::RGB24 | PixelFormat::L8) {
-        return Err(format!("pixel format {:?}", info.pixel_format));
-    }
-    let as_u16 = |v: u32| u16::try_from(v).map_err(|_| "size out of range".to_owned());
-    let (w, h) = decoder
-        .scale(as_u16(want.0)?, as_u16(want.1)?)
-        .map_err(|e| e.to_string())?;
-    if (u32::from(w), u32::from(h)) != want {
-        return Err(format!("scaled to {w}×{h}, wanted {}×{}", want.0, want.1));
-    }
-    let pixels = decoder.decode().map_err(|e| e.to_string())?;
-    let (w, h) = (usize::from(w), usize::from(h));
-    let rgb = match info.pixel_format {
-        PixelFormat::L8 => {
-            let mut grey = pixels;
-            grey.truncate(w * h);
-            let grey = GrayImage::from_raw(want.0, want.1, grey).ok_or("short grey buffer")?;
-            return Ok(grey_to_rgb(&grey));
+    let scale = u8::try_from(eighths)
+        .ok()
+        .filter(|s| (1..=8).contains(s))
+        .ok_or_else(|| format!("scale {eighths}/8"))?;
+    let decoded = panic::catch_unwind(AssertUnwindSafe(|| -> Result<RgbImage, String> {
+        let mut decoder = mozjpeg::Decompress::builder()
+            .with_err(strict_error_mgr())
+            .from_mem(bytes)
+            .map_err(|e| e.to_string())?;
+        let as_usize = |v: u32| usize::try_from(v).ok();
+        let size = decoder.size();
+        if (Some(size.0), Some(size.1)) != (as_usize(stored.0), as_usize(stored.1)) {
+            return Err("the two JPEG readers disagree on the size".to_owned());
         }
-        _ => {
-            let mut rgb = pixels;
-            if rgb.len() < w * h * 3 {
-                return Err("short RGB buffer".to_owned());
-            }
-            rgb.truncate(w * h * 3);
-            rgb
+        let colour = decoder.color_space();
+        if !matches!(
+            colour,
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB | ColorSpace::JCS_GRAYSCALE
+        ) {
+            return Err(format!("colour space {colour:?}"));
         }
-    };
-    RgbImage::from_raw(want.0, want.1, rgb).ok_or_else(|| "wrong buffer size".to_owned())
+        decoder.scale(scale);
+        // Block smoothing only changes anything for a progressive file with missing AC scans
+        // (the pruned ones: it would estimate coefficients the 1 × 1 IDCT never reads anyway).
+        decoder.do_block_smoothing(false);
+        let mut started = decoder.rgb().map_err(|e| e.to_string())?;
+        let got = (started.width(), started.height());
+        if (Some(got.0), Some(got.1)) != (as_usize(want.0), as_usize(want.1)) {
+            return Err(format!(
+                "scaled to {}×{}, wanted {}×{}",
+                got.0, got.1, want.0, want.1
+            ));
+        }
+        let rgb: Vec<u8> = started.read_scanlines().map_err(|e| e.to_string())?;
+        started.finish().map_err(|e| e.to_string())?;
+        RgbImage::from_raw(want.0, want.1, rgb).ok_or_else(|| "wrong buffer size".to_owned())
+    }));
+    decoded.unwrap_or_else(|payload| {
+        Err(match payload.downcast_ref::<LibjpegStop>() {
+            Some(stop) => format!("libjpeg stopped: {stop:?}"),
+            None => "libjpeg panicked".to_owned(),
+        })
+    })
 }
 
 /// JFIF (full-range BT.601) YCbCr to RGB.
@@ -1887,6 +1982,30 @@ mod tests {
             }
             Err(e) => assert!(!e.to_string().is_empty(), "{what}"),
         }
+        // The seeds are too small for `decode_checked` to choose the reduced path, so JPEGs also
+        // go straight into libjpeg at every scale, after the same header checks.
+        let Ok(stored) = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .and_then(|r| r.into_dimensions().map_err(std::io::Error::other))
+        else {
+            return;
+        };
+        if !bytes.starts_with(&[0xFF, 0xD8])
+            || check_dimensions(stored.0, stored.1, &fuzz_limits()).is_err()
+        {
+            return;
+        }
+        for eighths in [1u32, 2, 4] {
+            let pruned = (eighths == 1)
+                .then(|| without_unread_ac_scans(bytes))
+                .flatten();
+            let want = scaled_size(stored, eighths);
+            if let Ok(img) =
+                decode_jpeg_scaled(pruned.as_deref().unwrap_or(bytes), stored, eighths, want)
+            {
+                assert_eq!(img.dimensions(), want, "{what} at {eighths}/8");
+            }
+        }
     }
 
     /// Seeds: one small valid file per format (and code path), fixtures included.
@@ -2171,68 +2290,219 @@ mod tests {
         }
     }
 
-    /// `without_scans_after` followed by the reduced decode, against the reduced decode of the
-    /// whole file, at every reduced scale.
-    fn assert_pruning_keeps_pixels(bytes: &[u8], stored: (u32, u32)) {
-        for eighths in [1u32, 2, 4] {
-            let want = (
-                (stored.0 * eighths).div_ceil(8),
-                (stored.1 * eighths).div_ceil(8),
-            );
-            let last = last_coefficient_read(eighths).unwrap();
-            let Some(pruned) = without_scans_after(bytes, last) else {
-                // Every scan starts at or below `last`: only possible above 1/8.
-                assert_ne!(eighths, 1, "nothing dropped at 1/8");
-                continue;
-            };
-            assert!(pruned.len() < bytes.len());
-            let whole = decode_jpeg_scaled(bytes, &limits(), stored, want).unwrap();
-            let kept = decode_jpeg_scaled(&pruned, &limits(), stored, want).unwrap();
-            assert_eq!(whole, kept, "1/{} scale", 8 / eighths);
-        }
+    /// A progressive JPEG from jpeg-encoder (spectral selection only) with the given sampling.
+    fn progressive_jpeg(img: &RgbImage, sampling: jpeg_encoder::SamplingFactor) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 90);
+        encoder.set_progressive(true);
+        encoder.set_sampling_factor(sampling);
+        let (w, h) = (img.width() as u16, img.height() as u16);
+        encoder
+            .encode(img.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        bytes
+    }
+
+    fn scaled_size(stored: (u32, u32), eighths: u32) -> (u32, u32) {
+        (
+            (stored.0 * eighths).div_ceil(8),
+            (stored.1 * eighths).div_ceil(8),
+        )
+    }
+
+    /// `without_unread_ac_scans` followed by the 1/8 decode, against the 1/8 decode of the whole
+    /// file; returns the pruned file.
+    fn assert_pruning_keeps_pixels(bytes: &[u8], stored: (u32, u32)) -> Vec<u8> {
+        let want = scaled_size(stored, 1);
+        let pruned = without_unread_ac_scans(bytes).expect("some scans dropped");
+        assert!(pruned.len() < bytes.len());
+        let whole = decode_jpeg_scaled(bytes, stored, 1, want).unwrap();
+        let kept = decode_jpeg_scaled(&pruned, stored, 1, want).unwrap();
+        assert_eq!(whole, kept);
+        pruned
     }
 
     #[test]
     fn dropping_unread_progressive_scans_keeps_the_reduced_pixels() {
-        // libjpeg's script: successive approximation, DC and AC refinement scans.
+        // libjpeg's script (successive approximation, DC and AC refinement scans), 4:2:0.
         assert_pruning_keeps_pixels(&fixture("progressive.jpg"), (96, 64));
-        // jpeg-encoder's: spectral selection only, 4:2:0, larger.
         let img = photo(640, 480);
-        let mut bytes = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 90);
-        encoder.set_progressive(true);
-        encoder
-            .encode(img.as_raw(), 640, 480, jpeg_encoder::ColorType::Rgb)
-            .unwrap();
-        assert_pruning_keeps_pixels(&bytes, (640, 480));
-        // At 1/8 only the DC scans are left.
-        let dc_only = without_scans_after(&bytes, 0).unwrap();
+        // 4:4:4: every AC scan goes, only the DC scan is left.
+        let full = progressive_jpeg(&img, jpeg_encoder::SamplingFactor::F_1_1);
+        let dc_only = assert_pruning_keeps_pixels(&full, (640, 480));
         assert!(
-            dc_only.len() * 4 < bytes.len(),
+            dc_only.len() * 8 < full.len(),
             "{} of {}",
             dc_only.len(),
-            bytes.len()
+            full.len()
         );
+        // 4:2:0: libjpeg-turbo rebuilds chroma with a 2 × 2 IDCT at 1/8, so only luma's AC
+        // scans go.
+        let subsampled = progressive_jpeg(&img, jpeg_encoder::SamplingFactor::F_2_2);
+        let luma_dc = assert_pruning_keeps_pixels(&subsampled, (640, 480));
+        assert!(luma_dc.len() * 2 < subsampled.len());
+        assert!(luma_dc.len() > dc_only.len());
+    }
+
+    #[test]
+    fn dc_only_components_follow_libjpeg_turbos_idct_scaling() {
+        let sof = |factors: &[u8]| {
+            let mut body = vec![8, 0, 16, 0, 16, u8::try_from(factors.len()).unwrap()];
+            for (id, &f) in (1u8..).zip(factors) {
+                body.extend_from_slice(&[id, f, 0]);
+            }
+            body
+        };
+        // 4:4:4 and grey: every component at 1 × 1.
+        assert_eq!(
+            dc_only_components(&sof(&[0x11, 0x11, 0x11])),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(dc_only_components(&sof(&[0x11])), Some(vec![1]));
+        // 4:2:0: chroma at 2 × 2; 4:2:2 (vertical factors equal): chroma stays at 1 × 1.
+        assert_eq!(dc_only_components(&sof(&[0x22, 0x11, 0x11])), Some(vec![1]));
+        assert_eq!(
+            dc_only_components(&sof(&[0x21, 0x11, 0x11])),
+            Some(vec![1, 2, 3])
+        );
+        // 4:1:1 (vertical factors equal): chroma at 1 × 1 too; 4 × 2 luma: chroma at 2 × 2.
+        assert_eq!(
+            dc_only_components(&sof(&[0x41, 0x11, 0x11])),
+            Some(vec![1, 2, 3])
+        );
+        assert_eq!(dc_only_components(&sof(&[0x42, 0x11, 0x11])), Some(vec![1]));
+        // A zero factor or a short segment: no pruning.
+        assert_eq!(dc_only_components(&sof(&[0x10, 0x11])), None);
+        assert_eq!(dc_only_components(&[8, 0, 16, 0, 16, 3, 1, 0x11]), None);
     }
 
     #[test]
     fn only_whole_progressive_files_are_pruned() {
         // Baseline: every scan carries every coefficient.
-        assert_eq!(without_scans_after(&jpeg_bytes(&photo(64, 64)), 0), None);
+        assert_eq!(without_unread_ac_scans(&jpeg_bytes(&photo(64, 64))), None);
         // Truncated anywhere (no EOI to reach): the file is decoded as it is.
         let progressive = fixture("progressive.jpg");
         for cut in [1, 2, 20, progressive.len() / 2, progressive.len() - 2] {
             assert_eq!(
-                without_scans_after(&progressive[..cut], 0),
+                without_unread_ac_scans(&progressive[..cut]),
                 None,
                 "cut {cut}"
             );
         }
         // Not a JPEG, or garbage after SOI.
-        assert_eq!(without_scans_after(b"\x89PNG\r\n", 0), None);
-        assert_eq!(without_scans_after(&[0xFF, 0xD8, 0x12, 0x34], 0), None);
-        // Nothing to drop at the 1/2 scale of a DC-and-full-band script is "no change" too.
-        assert_eq!(without_scans_after(&progressive, 63), None);
+        assert_eq!(without_unread_ac_scans(b"\x89PNG\r\n"), None);
+        assert_eq!(without_unread_ac_scans(&[0xFF, 0xD8, 0x12, 0x34]), None);
+    }
+
+    #[test]
+    fn libjpeg_decodes_at_every_scale_close_to_the_full_decode_resized() {
+        let img = photo(1200, 800);
+        for (what, bytes) in [
+            ("baseline", jpeg_bytes(&img)),
+            (
+                "progressive 4:2:0",
+                progressive_jpeg(&img, jpeg_encoder::SamplingFactor::F_2_2),
+            ),
+            ("libjpeg progressive", fixture("progressive.jpg")),
+        ] {
+            let full = decode(&bytes, &limits()).unwrap().into_rgb8();
+            for eighths in [1u32, 2, 4] {
+                let want = scaled_size(full.dimensions(), eighths);
+                let small = decode_jpeg_scaled(&bytes, full.dimensions(), eighths, want)
+                    .unwrap_or_else(|e| panic!("{what} at {eighths}/8: {e}"));
+                assert_eq!(small.dimensions(), want, "{what} at {eighths}/8");
+                // The scaled IDCT averages whole blocks, as a box filter does.
+                let boxed = image::imageops::thumbnail(&full, want.0, want.1);
+                let diff = mean_abs_diff(&small, &boxed);
+                assert!(
+                    diff < 6.0,
+                    "{what} at {eighths}/8: mean difference {diff:.2}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn libjpeg_turns_down_truncated_damaged_and_foreign_data() {
+        let img = photo(800, 600);
+        for (what, bytes) in [
+            ("baseline", jpeg_bytes(&img)),
+            (
+                "progressive",
+                progressive_jpeg(&img, jpeg_encoder::SamplingFactor::F_2_2),
+            ),
+        ] {
+            let want = scaled_size((800, 600), 2);
+            assert!(decode_jpeg_scaled(&bytes, (800, 600), 2, want).is_ok());
+            // Truncated: libjpeg would pad with grey and only warn; the warning declines.
+            for cut in [bytes.len() / 2, bytes.len() - 2] {
+                let err = decode_jpeg_scaled(&bytes[..cut], (800, 600), 2, want).unwrap_err();
+                assert!(err.contains("Warning"), "{what} cut at {cut}: {err}");
+            }
+            // Entropy-coded data overwritten with a marker in the middle.
+            let mut damaged = bytes.clone();
+            let mid = damaged.len() / 2;
+            damaged[mid..mid + 2].copy_from_slice(&[0xFF, 0xD0]);
+            assert!(
+                decode_jpeg_scaled(&damaged, (800, 600), 2, want).is_err(),
+                "{what}"
+            );
+            // A header that disagrees with the caller's probe.
+            assert!(decode_jpeg_scaled(&bytes, (801, 600), 2, want).is_err());
+        }
+        // Not a JPEG at all: libjpeg's error exit, caught.
+        let err =
+            decode_jpeg_scaled(b"\x89PNG\r\n\x1a\nnot a jpeg", (8, 8), 1, (1, 1)).unwrap_err();
+        assert!(err.contains("Error"), "{err}");
+        // CMYK is left to the ink-preserving full decode.
+        let cmyk = fixture("cmyk-adobe.jpg");
+        assert!(decode_jpeg_scaled(&cmyk, full_size(&cmyk), 1, (1, 1)).is_err());
+        // Through the stage: a truncated large JPEG is still rejected (or decoded in full by
+        // the full decoder), never returned with libjpeg's grey rows.
+        let big = jpeg_bytes(&photo(2400, 1800));
+        let cut = &big[..big.len() * 2 / 3];
+        match decode_for_target_timed(cut, &limits(), target(200, 230)) {
+            Err(e) => assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}"),
+            Ok((img, _)) => assert_eq!((img.width(), img.height()), (2400, 1800)),
+        }
+    }
+
+    fn full_size(bytes: &[u8]) -> (u32, u32) {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap()
+    }
+
+    #[test]
+    fn reduced_decode_orientation_is_right_at_every_scale() {
+        // Left half red, right half blue; stored 4000 × 2400 with orientation 6 (rotate 90°
+        // clockwise), so upright the red half is on top.
+        let src = RgbImage::from_fn(4000, 2400, |x, _| {
+            if x < 2000 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let bytes = with_orientation(&jpeg_bytes(&src), 6);
+        // Upright targets that need 1/8, 1/4 and 1/2 (compared in the stored frame).
+        for (t, eighths) in [
+            (target(100, 100), 1u32),
+            (target(500, 900), 2),
+            (target(1000, 1800), 4),
+        ] {
+            let img = reduced(&bytes, t).into_rgb8();
+            let (w, h) = scaled_size((2400, 4000), eighths);
+            assert_eq!(img.dimensions(), (w, h), "{eighths}/8");
+            let (top, bottom) = (img.get_pixel(w / 2, h / 8), img.get_pixel(w / 2, h * 7 / 8));
+            assert!(top[0] > 200 && top[2] < 60, "{eighths}/8: top {top:?}");
+            assert!(
+                bottom[2] > 200 && bottom[0] < 60,
+                "{eighths}/8: bottom {bottom:?}"
+            );
+        }
     }
 
     #[test]
