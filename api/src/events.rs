@@ -30,21 +30,33 @@ impl JobEvents {
         Self { tx }
     }
 
-    /// Subscribes; take it before the first read, so a change in between is not missed.
-    pub fn waiter(&self) -> Waiter {
-        Waiter(self.tx.subscribe())
+    /// Subscribes for a request that waits at most `wait`; take it before the first read, so a
+    /// change in between is not missed.
+    pub fn waiter(&self, wait: Duration) -> Waiter {
+        Waiter {
+            events: self.tx.subscribe(),
+            deadline: tokio::time::Instant::now() + wait,
+        }
     }
 }
 
-/// One request's subscription to the state changes of jobs and batches.
-pub struct Waiter(broadcast::Receiver<JobEvent>);
+/// One request's subscription to the state changes of jobs and batches, until its deadline.
+pub struct Waiter {
+    events: broadcast::Receiver<JobEvent>,
+    deadline: tokio::time::Instant,
+}
 
 impl Waiter {
-    /// Sleeps until `id` changes state, the stream resyncs (anything may have changed), or
-    /// `deadline` passes; the caller then reads again.
-    pub async fn changed(&mut self, id: Uuid, deadline: tokio::time::Instant) {
+    /// Whether the request has waited as long as it may: answer with what was read.
+    pub fn expired(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// Sleeps until `id` changes state, the stream resyncs (anything may have changed), or the
+    /// deadline passes; the caller then reads again.
+    pub async fn changed(&mut self, id: Uuid) {
         loop {
-            match tokio::time::timeout_at(deadline, self.0.recv()).await {
+            match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
                 Err(_) => return,
                 Ok(Ok(JobEvent::Changed(changed))) if changed != id => continue,
                 Ok(Ok(_) | Err(_)) => return,

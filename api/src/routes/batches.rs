@@ -8,7 +8,6 @@
 //! (`db::signed_link_scope`), so row-level security confines it to that user's rows too.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
@@ -32,8 +31,7 @@ use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
 use crate::observe::CorrelationId;
 use crate::routes::jobs::{
-    MAX_WAIT_SECS, OutputColumns, OutputInfo, WaitQuery, idempotency_key, open_signed_link,
-    stored_attachment,
+    OutputColumns, OutputInfo, WaitQuery, idempotency_key, open_signed_link, stored_attachment,
 };
 
 /// One file of a new batch, in `POST /v1/batches`' answer.
@@ -576,22 +574,20 @@ pub async fn get(
     Path(id): Path<Uuid>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let mut events = state.events.waiter();
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut events = state.events.waiter(q.duration());
     loop {
         let mut tx = db::user_scope(&state.pool, user).await?;
         let row = load_batch(&mut tx, Some(user), id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+        if row.state.is_terminal() || events.expired() {
             let jobs = load_batch_jobs(&mut tx, id).await?;
             tx.commit().await?;
             return Ok(Json(view(&state, row, jobs)));
         }
         // No connection is held while waiting.
         tx.commit().await?;
-        events.changed(id, deadline).await;
+        events.changed(id).await;
     }
 }
 

@@ -405,6 +405,13 @@ pub struct WaitQuery {
     pub wait: Option<u64>,
 }
 
+impl WaitQuery {
+    /// How long the request may be held: `wait`, at most [`MAX_WAIT_SECS`], none by default.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.wait.unwrap_or(0).min(MAX_WAIT_SECS))
+    }
+}
+
 /// Read a job's status; `?wait=N` waits (LISTEN/NOTIFY driven) for it to finish.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = Uuid, Path), WaitQuery),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
@@ -414,12 +421,10 @@ pub async fn get(
     Path(id): Path<Uuid>,
     Query(q): Query<WaitQuery>,
 ) -> Result<Json<JobView>, ApiError> {
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let mut events = state.events.waiter();
-    let deadline = tokio::time::Instant::now() + wait;
+    let mut events = state.events.waiter(q.duration());
     loop {
         let row = load_job(&state, user, id).await?;
-        if row.state.is_terminal() || tokio::time::Instant::now() >= deadline {
+        if row.state.is_terminal() || events.expired() {
             let files_kept = row.output_deleted_at.is_none();
             let mut view = JobView::from(row);
             if view.output.is_some() && files_kept {
@@ -427,7 +432,7 @@ pub async fn get(
             }
             return Ok(Json(view));
         }
-        events.changed(id, deadline).await;
+        events.changed(id).await;
     }
 }
 
