@@ -255,9 +255,9 @@ fn xy_cut(boxes: &[LineBox], set: Vec<usize>, rows: &mut Vec<Vec<usize>>) {
     let bands = split_at_gaps(boxes, columns.concat(), |b| (b.top, b.bottom));
     let mut regions: Vec<Vec<usize>> = Vec::new();
     let mut open = false;
+    let has_gap =
+        |set: &[usize]| split_at_gaps(boxes, set.to_vec(), |b| (b.left, b.right)).len() > 1;
     for band in bands {
-        let has_gap =
-            |set: &[usize]| split_at_gaps(boxes, set.to_vec(), |b| (b.left, b.right)).len() > 1;
         let gapped = has_gap(&band);
         match regions.last_mut() {
             Some(region) if open && gapped && has_gap(&[region.as_slice(), &band].concat()) => {

@@ -183,14 +183,6 @@ pub fn to_json(page: &PageText) -> serde_json::Value {
     serde_json::to_value(page).unwrap_or(serde_json::Value::Null)
 }
 
-/// [`OcrError::DeadlineExceeded`] once `deadline` has passed.
-fn check_deadline(deadline: Option<Instant>) -> Result<(), OcrError> {
-    match deadline {
-        Some(d) if Instant::now() >= d => Err(OcrError::DeadlineExceeded),
-        _ => Ok(()),
-    }
-}
-
 /// The loaded models; load once per process and share.
 pub struct OcrEngine {
     det: Model,
@@ -314,7 +306,9 @@ impl OcrEngine {
         input: NdTensor<f32, 4>,
         deadline: Option<Instant>,
     ) -> Result<NdTensor<f32, N>, OcrError> {
-        check_deadline(deadline)?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(OcrError::DeadlineExceeded);
+        }
         let opts = RunOptions::default().with_thread_pool(Some(self.pool.clone()));
         let out = model
             .run_one(input.into(), Some(opts))
@@ -389,7 +383,6 @@ impl OcrEngine {
                 img.height()
             )));
         }
-        check_deadline(opts.deadline)?;
         let max_side = opts.det_max_side.max(32);
         let mut rotation = 0u32;
         let mut quads = self.detect(img, max_side, opts.det_min_side, opts.deadline)?;
