@@ -1,5 +1,5 @@
--- Observability (seeds 000 and 001): rollups of cpu_metrics and error_events, the inputs of the
--- seeds' alerts as SQL functions, their thresholds as data, and retention.
+-- Observability: rollups of cpu_metrics and error_events, the inputs of the alerts as SQL
+-- functions, their thresholds as data, and retention.
 
 -- Hourly and daily rollups. Unique indexes let them refresh CONCURRENTLY (readers never block).
 CREATE MATERIALIZED VIEW cpu_metrics_hourly AS
@@ -77,7 +77,7 @@ CREATE FUNCTION get_monthly_cpu_usage() RETURNS DOUBLE PRECISION LANGUAGE sql ST
     FROM cpu_metrics WHERE created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
 $$;
 
--- CPU hours left of a monthly budget (the seeds' 200 CPU-hours by default).
+-- CPU hours left of a monthly budget (200 CPU-hours by default: the fleet's monthly budget).
 CREATE FUNCTION get_cpu_budget_remaining(budget_hours DOUBLE PRECISION DEFAULT 200)
 RETURNS DOUBLE PRECISION LANGUAGE sql STABLE AS $$
     SELECT budget_hours - get_monthly_cpu_usage();
@@ -97,7 +97,7 @@ RETURNS SETOF error_events LANGUAGE sql STABLE AS $$
     SELECT * FROM error_events ORDER BY created_at DESC LIMIT lim;
 $$;
 
--- The seeds' alert thresholds (handoff of Jan 30), as data so SQL and Prometheus agree.
+-- The alert thresholds, as data so SQL and Prometheus agree.
 CREATE TABLE alert_thresholds (
     metric   TEXT PRIMARY KEY,
     unit     TEXT NOT NULL,
@@ -154,5 +154,5 @@ BEGIN
 END;
 $$;
 
--- Decoding is measured on its own (the seeds folded it into FETCH).
+-- Decoding is measured on its own (rather than folded into FETCH).
 ALTER TABLE cpu_metrics ADD COLUMN decode_cpu_seconds DOUBLE PRECISION;

@@ -1,4 +1,4 @@
--- OCR results (issue 4): the job result carries the summary, documents point at the stored text.
+-- OCR results: the job result carries the summary, documents point at the stored text.
 
 -- {"confidence", "lines", "chars", "rolled_back"}; NULL until the job completes.
 ALTER TABLE jobs ADD COLUMN ocr JSONB;

@@ -1,4 +1,4 @@
--- File retention (issue 6): raw uploads are deleted a day after their job finished, outputs
+-- File retention: raw uploads are deleted a day after their job finished, outputs
 -- after a week; the rows remain (history, metrics) and say when their files went.
 ALTER TABLE jobs ADD COLUMN input_deleted_at TIMESTAMPTZ;
 ALTER TABLE jobs ADD COLUMN output_deleted_at TIMESTAMPTZ;

@@ -1,4 +1,4 @@
--- Batches (issue 6): several uploads for one portal application (photo + signature + a
+-- Batches: several uploads for one portal application (photo + signature + a
 -- document), one job per file, packaged as one ZIP when every job has finished.
 --
 -- processing -> packaging -> completed   (at least one file in the ZIP)

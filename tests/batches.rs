@@ -261,7 +261,7 @@ async fn a_batch_packages_what_succeeded_and_reports_what_did_not() -> Result<()
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().await?, zip_bytes);
 
-    // Stored encrypted, in the seeds' layout.
+    // Stored encrypted, under the key layout of `ObjectKey::build`.
     let zip_key: String = sqlx::query_scalar("SELECT zip_key FROM batches WHERE id = $1")
         .bind(id)
         .fetch_one(&app.pool)

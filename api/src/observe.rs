@@ -1,7 +1,7 @@
 //! What every request goes through on its way in and out: a validated or generated
 //! correlation id (request extension and `X-Correlation-ID` response header), a `request` span
 //! that continues the caller's W3C `traceparent`, one "request completed" log line in the
-//! seeds' shape, and the request metrics by matched route (bounded labels, never the raw path).
+//! log schema of `shared/src/telemetry/log_line.rs`, and the request metrics by matched route (bounded labels, never the raw path).
 
 use std::time::Instant;
 

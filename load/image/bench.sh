@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Image pipeline speed + compliance benchmark (issue 3; a benchmark, not a timed test).
+# Image pipeline speed + compliance benchmark (a benchmark, not a timed test).
 #
 # Builds a corpus of real public-domain photos (phone-sized JPEGs, camera JPEGs, small uploads,
 # A4 PNG scans; see make_corpus.py), then, per image and seeded portal rule, in one run:

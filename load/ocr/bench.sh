@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# OCR accuracy + speed benchmark (issue 4; a benchmark, not a timed test).
+# OCR accuracy + speed benchmark (a benchmark, not a timed test).
 #
 # Renders the evaluation set (2000-px pages: several DejaVu fonts and sizes;
 # clean, blurred, noisy, dark, skewed ±2–3°, rotated 180° and 90°), reads

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the real scans of the OCR evaluation (issue 4) into target/ocr-scans/ (ignored), each
+# Fetches the real scans of the OCR evaluation into target/ocr-scans/ (ignored), each
 # pinned by version and sha256 so an image never changes under its reference text in
 # load/ocr/scans/ (licences and origins: load/ocr/scans/README.md):
 # - skimage-page.png: scikit-image's `skimage/data/page.png`, a photographed book page (384×191,

@@ -1,4 +1,4 @@
-//! Accuracy and speed benchmark (issue 4): renders an evaluation set of
+//! Accuracy and speed benchmark: renders an evaluation set of
 //! 2000-px pages with known text (several fonts and sizes; clean, blurred,
 //! noisy, dark, skewed, rotated 180° and 90°), reads every page with this
 //! engine and with Tesseract 5 in the same run, and prints the character

@@ -12,13 +12,13 @@ pub const JOBS_TOTAL: &str = "rythmiq_jobs_total";
 pub const JOB_LATENCY_SECONDS: &str = "rythmiq_job_latency_seconds";
 /// CPU time of one attempt, seconds, by `stage` (one observation per stage, plus `total`).
 pub const JOB_CPU_SECONDS: &str = "rythmiq_job_cpu_seconds";
-/// Failures by seeds' error `code` and `stage`.
+/// Failures by error `code` and `stage` (the README's job error table).
 pub const ERRORS_TOTAL: &str = "rythmiq_errors_total";
 /// QUALITY score of processed inputs.
 pub const QUALITY_SCORE: &str = "rythmiq_quality_score";
 /// Mean OCR confidence of processed inputs.
 pub const OCR_CONFIDENCE: &str = "rythmiq_ocr_confidence";
-/// Jobs whose ENHANCE was undone because it lowered OCR confidence (the seeds' OCR rollback).
+/// Jobs whose ENHANCE was undone because it lowered OCR confidence (the OCR rollback).
 pub const OCR_ROLLBACKS_TOTAL: &str = "rythmiq_ocr_rollbacks_total";
 /// Jobs that ran on a cold worker (its first job).
 pub const COLD_STARTS_TOTAL: &str = "rythmiq_cold_starts_total";
@@ -37,16 +37,16 @@ pub const JOBS_IN_PROGRESS: &str = "rythmiq_jobs_in_progress";
 pub const QUEUE_DEPTH: &str = "rythmiq_queue_depth";
 /// Age of the oldest pending job, seconds (0 when none), for the autoscaler.
 pub const QUEUE_OLDEST_PENDING_AGE_SECONDS: &str = "rythmiq_queue_oldest_pending_age_seconds";
-/// The seeds' alert thresholds, by `metric` and `level` (warning/critical).
+/// The alert thresholds (the `alert_thresholds` table), by `metric` and `level` (warning/critical).
 pub const ALERT_THRESHOLD: &str = "rythmiq_alert_threshold";
 /// Current value of each alert input, by `metric` (from `alert_status()`).
 pub const ALERT_INPUT: &str = "rythmiq_alert_input";
 
-/// Job wall times: seconds to a couple of minutes (the seeds' P95 alert is at 20 s / 30 s).
+/// Job wall times: seconds to a couple of minutes (the P95 alert is at 20 s / 30 s).
 const JOB_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
-/// Per-stage CPU: a few milliseconds to seconds (the seeds' budget is 0.72 CPU-s per document).
+/// Per-stage CPU: a few milliseconds to seconds (the budget is 0.72 CPU-s per document).
 const CPU_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.72, 1.0, 2.0, 5.0,
 ];
@@ -124,7 +124,7 @@ fn describe() {
     );
     describe_gauge!(
         ALERT_THRESHOLD,
-        "The seeds' alert thresholds, by metric and level"
+        "Alert thresholds, by metric and level"
     );
     describe_gauge!(ALERT_INPUT, "Current value of each alert input, by metric");
 }

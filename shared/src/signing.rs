@@ -4,7 +4,7 @@
 //! The MAC covers the exact request path and the expiry, so changing either (another job's id,
 //! a later expiry) invalidates the link. Verification compares in constant time (`hmac`'s
 //! `verify_slice`) and checks the signature before the expiry, so a forged link learns nothing
-//! about timing. Links last [`DEFAULT_TTL`] (24 h, as the seeds' output URLs) unless told
+//! about timing. Links last [`DEFAULT_TTL`] (24 h, a day to download a result) unless told
 //! otherwise.
 
 use std::fmt;

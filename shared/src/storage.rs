@@ -3,7 +3,7 @@
 //! object is sealed by [`KeyRing`](crate::crypto::KeyRing) before it leaves the process, so
 //! neither the store nor a staging file ever holds plaintext.
 //!
-//! Keys follow the seeds' layout and are built by one function, [`ObjectKey::build`]:
+//! Keys follow one layout and are built by one function, [`ObjectKey::build`]:
 //!
 //! ```text
 //! raw/{user_id}/{job_id}/{unix_ts}_{filename}.enc        an upload
@@ -34,7 +34,7 @@ use crate::crypto::{CryptoError, KeyRing};
 
 /// Longest filename part kept in a key.
 pub const MAX_FILENAME: usize = 128;
-/// File name part of a batch package's key (the seeds' `{timestamp}_output.zip.enc`).
+/// File name part of a batch package's key (`{timestamp}_output.zip.enc`).
 pub const BATCH_ZIP_NAME: &str = "output.zip";
 /// Suffix of every stored (encrypted) object.
 const SUFFIX: &str = ".enc";
@@ -703,7 +703,7 @@ mod tests {
     }
 
     #[test]
-    fn the_layout_matches_the_seeds() -> TestResult {
+    fn keys_follow_the_documented_layout() -> TestResult {
         let (u, j, d) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(
             ObjectKey::raw(u, j, 1_700_000_000, "photo.jpg")?.as_str(),

@@ -194,7 +194,7 @@ async fn encrypted_objects_put_get_list_delete_on_s3() -> TestResult {
     assert_eq!(&storage.get_object(&out).await?[..], b"PK zip");
     assert_eq!(&storage.get_object(&master).await?[..], b"master");
 
-    // The bucket holds only ciphertext, under the seeds' layout.
+    // The bucket holds only ciphertext, under the key layout of `ObjectKey::build`.
     let stored = moto.raw_object("rythmiq-test", &raw).await?;
     assert!(stored.starts_with(b"RQE\0"));
     assert!(!stored.windows(16).any(|w| w == &photo[4..20]));

@@ -1,4 +1,4 @@
-//! The log line writer: one JSON object per event in the seeds' schema (`timestamp`, `level`,
+//! The log line writer: one JSON object per event in one schema (`timestamp`, `level`,
 //! `service`, `message`, the well-known fields at the top level, anything else under `extra`),
 //! or the same content as a readable text line. Fields of the enclosing spans are merged in,
 //! so a worker's job span puts `job_id`, `correlation_id` and `user_id_hash` on every line it
@@ -17,7 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::pii;
 
-/// The seeds' top-level fields; everything else goes under `extra`.
+/// The schema's top-level fields; everything else goes under `extra`.
 const TOP_LEVEL: &[&str] = &[
     "service",
     "stage",
