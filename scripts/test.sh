@@ -7,4 +7,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The image pipeline is pure CPU code: no async runtime, database, web or storage crate in it.
+pipeline_deps=$(cargo tree -p rythmiq-pipeline -e normal --prefix none --locked)
+forbidden=$(grep -oE '^(tokio|sqlx|axum|object_store)[a-z0-9_-]* ' <<<"$pipeline_deps" | sort -u || true)
+if [ -n "$forbidden" ]; then
+  echo "error: rythmiq-pipeline must stay free of I/O crates, but depends on:" $forbidden >&2
+  exit 1
+fi
 cargo test --workspace --locked --no-fail-fast

@@ -19,7 +19,7 @@ use uuid::Uuid;
 /// A real photo: the public-domain astronaut portrait the worker's tests use.
 fn real_photo() -> Result<Vec<u8>> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("worker/tests/fixtures/photos/astronaut.jpg");
+        .join("pipeline/tests/fixtures/photos/astronaut.jpg");
     std::fs::read(&path).with_context(|| path.display().to_string())
 }
 

@@ -318,7 +318,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
     let worker_pool = rythmiq_shared::db::connect_as(&url, 5, Role::Worker).await?;
     let worker = rythmiq_worker::Worker::new(
         worker_pool,
-        rythmiq_worker::pipeline::Pipeline::new(storage.clone(), common::ocr_stage()),
+        rythmiq_worker::job::Pipeline::new(storage.clone(), common::ocr_stage()),
         fast_worker_settings(),
     );
     let stop = tokio_util::sync::CancellationToken::new();

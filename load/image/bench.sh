@@ -4,7 +4,7 @@
 # Builds a corpus of real public-domain photos (phone-sized JPEGs, camera JPEGs, small uploads,
 # A4 PNG scans; see make_corpus.py), then, per image and seeded portal rule, in one run:
 #   - ours:   `pipeline::process_image` (the code `rythmiq process` runs, no OCR) via the
-#             worker's `fit_bench` example, process CPU time, median of --reps after a warm-up;
+#             pipeline's `fit_bench` example, process CPU time, median of --reps after a warm-up;
 #   - libvips `thumbnail` in-process through pyvips (warmed up, operation cache off);
 #   - ImageMagick `convert … -define jpeg:extent=` (a process per call; start-up reported apart).
 # Every output goes through one independent checker (bench.py): format, exact pixel size, DPI,
@@ -69,10 +69,10 @@ PY
 fi
 CORPUS="$WORK/corpus"
 if [ ! -f "$CORPUS/scan-certificate-a4-300dpi.png" ]; then
-  python3 load/image/make_corpus.py "$DATA" worker/tests/fixtures/photos "$CORPUS"
+  python3 load/image/make_corpus.py "$DATA" pipeline/tests/fixtures/photos "$CORPUS"
 fi
 
-cargo build --release -p rythmiq-worker --example fit_bench
+cargo build --release -p rythmiq-pipeline --example fit_bench
 OUT="$WORK/out"
 rm -rf "$OUT"
 python3 load/image/bench.py --fit-bench target/release/examples/fit_bench --corpus "$CORPUS" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds the benchmark corpus from public-domain / CC0 photos that scikit-image ships in its PyPI
-wheel (skimage/data), plus the worker's photo fixtures.
+wheel (skimage/data), plus the pipeline's photo fixtures.
 
 No registry package we know of ships public-domain photos of phone size (12 MP), so the
 "phone" inputs are real photos enlarged to phone resolution with sensor-like grain added, encoded
@@ -75,7 +75,7 @@ save_jpeg(grain(cover(rocket, 4000, 2667), 5.0), "phone-rocket-10mp-progressive.
 save_jpeg(grain(cover(chelsea, 3264, 2448), 5.0), "camera-chelsea-8mp.jpg", 90)
 save_jpeg(grain(cover(motorcycle, 2592, 1944), 4.0), "camera-motorcycle-5mp.jpg", 88)
 
-# Small uploads as they are: the worker's fixtures (baseline JPEG, quality 85).
+# Small uploads as they are: the pipeline's fixtures (baseline JPEG, quality 85).
 for name in ("astronaut.jpg", "coffee.jpg"):
     shutil.copy(os.path.join(fixtures, name), os.path.join(out, "small-" + name))
     print(f"small-{name}: copied from the fixtures")

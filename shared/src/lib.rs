@@ -6,14 +6,16 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod db;
-pub mod domain;
 pub mod embedded_pg;
 pub mod error;
 pub mod metrics;
 pub mod portals;
 pub mod signing;
-pub mod sniff;
 pub mod storage;
 pub mod telemetry;
 
 pub use error::{Error, Result};
+/// The domain types, from `rythmiq-domain` (with its `sqlx` derives).
+pub use rythmiq_domain as domain;
+/// The content sniffer, from `rythmiq-domain`.
+pub use rythmiq_domain::sniff;

@@ -366,19 +366,7 @@ fn is_safe_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
 }
 
-/// Replaces every character outside `[A-Za-z0-9._-]` with `_`: the one character set that is
-/// safe in object keys, file names and `Content-Disposition` headers alike.
-pub fn safe_chars(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use rythmiq_domain::safe_chars;
 
 /// Keeps the last path component, replaces characters outside `[A-Za-z0-9._-]` with `_`,
 /// collapses runs of dots (so `..` never appears), drops leading and trailing dots, caps the

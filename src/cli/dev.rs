@@ -107,7 +107,7 @@ async fn serve(
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(
             worker_pool.clone(),
-            rythmiq_worker::pipeline::Pipeline::new(storage.clone(), ocr.clone()),
+            rythmiq_worker::job::Pipeline::new(storage.clone(), ocr.clone()),
             worker_settings.clone(),
         );
         let shutdown = shutdown.clone();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
-use rythmiq_worker::pipeline::decode::{self, DecodeLimits};
+use rythmiq_pipeline::decode::{self, DecodeLimits};
 
 #[derive(Args, Debug)]
 pub struct OcrArgs {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use rythmiq_pipeline::ocr::OcrStage;
+use rythmiq_pipeline::{self as pipeline, Processed, decode::DecodeLimits};
 use rythmiq_shared::config;
 use rythmiq_shared::domain::PortalRule;
-use rythmiq_worker::pipeline::ocr::OcrStage;
-use rythmiq_worker::pipeline::{self, Processed, decode::DecodeLimits};
 use serde_json::{Value, json};
 
 #[derive(Args, Debug)]

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rythmiq_pipeline::ocr::OcrStage;
 use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
 use rythmiq_shared::crypto::KeyRing;
 use rythmiq_shared::db;
 use rythmiq_shared::storage::{Backend, Storage};
-use rythmiq_worker::pipeline::ocr::OcrStage;
 use tokio_util::sync::CancellationToken;
 
 /// A pool on `DATABASE_URL`, acting as `role` (the services) or as the login (migrations).
@@ -81,7 +81,7 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
     let ocr = load_ocr(&settings, 1)?;
     let worker = rythmiq_worker::Worker::new(
         pool(Some(db::Role::Worker)).await?,
-        rythmiq_worker::pipeline::Pipeline::new(storage, ocr),
+        rythmiq_worker::job::Pipeline::new(storage, ocr),
         settings,
     );
     worker.run(on_signal()).await?;

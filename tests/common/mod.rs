@@ -138,15 +138,14 @@ pub async fn fresh_database() -> Result<String> {
 
 /// The OCR engine, loaded once per test binary (as a worker process loads it once) from the
 /// models `scripts/fetch-models.sh` installed.
-pub fn ocr_stage() -> rythmiq_worker::pipeline::ocr::OcrStage {
-    static STAGE: OnceLock<Result<rythmiq_worker::pipeline::ocr::OcrStage, String>> =
-        OnceLock::new();
+pub fn ocr_stage() -> rythmiq_pipeline::ocr::OcrStage {
+    static STAGE: OnceLock<Result<rythmiq_pipeline::ocr::OcrStage, String>> = OnceLock::new();
     let stage = STAGE.get_or_init(|| {
         let dir = std::env::var_os("RYTHMIQ_MODELS_DIR").map_or_else(
             || Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
             PathBuf::from,
         );
-        rythmiq_worker::pipeline::ocr::OcrStage::load(dir, 1, Duration::from_secs(120))
+        rythmiq_pipeline::ocr::OcrStage::load(dir, 1, Duration::from_secs(120))
             .map_err(|e| e.to_string())
     });
     match stage {
@@ -255,7 +254,7 @@ impl TestApp {
                 .expect("a valid database URL");
         let worker = rythmiq_worker::Worker::new(
             pool,
-            rythmiq_worker::pipeline::Pipeline::new(self.storage.clone(), ocr_stage()),
+            rythmiq_worker::job::Pipeline::new(self.storage.clone(), ocr_stage()),
             settings,
         );
         let stop = CancellationToken::new();

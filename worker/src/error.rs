@@ -3,9 +3,6 @@
 
 use rythmiq_shared::domain::ErrorCode;
 
-use crate::pipeline::decode::DecodeError;
-use crate::pipeline::schema_fit::FitError;
-
 /// Why a job attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -15,16 +12,11 @@ pub enum JobError {
     FetchFailed(String),
     #[error("reading the upload from storage timed out")]
     FetchTimeout,
+    /// The CPU pipeline failed (decode, OCR or the portal-rule fit); its code says which.
     #[error(transparent)]
-    Decode(#[from] DecodeError),
-    #[error(transparent)]
-    Fit(#[from] FitError),
+    Pipeline(#[from] rythmiq_pipeline::Error),
     #[error("the output could not be stored: {0}")]
     UploadFailed(String),
-    #[error("OCR failed: {0}")]
-    Ocr(String),
-    #[error("OCR ran longer than the job's OCR time limit")]
-    OcrTimeout,
     #[error("the attempt ran longer than the job time limit")]
     Timeout,
     #[error("internal error: {0}")]
@@ -41,12 +33,8 @@ impl JobError {
             JobError::PayloadInvalid(_) => ErrorCode::PayloadInvalid,
             JobError::FetchFailed(_) => ErrorCode::FetchFailed,
             JobError::FetchTimeout => ErrorCode::FetchTimeout,
-            JobError::Decode(e) => e.code(),
-            JobError::Fit(FitError::SizeExceeded { .. }) => ErrorCode::SizeExceeded,
-            JobError::Fit(_) => ErrorCode::SchemaFailed,
+            JobError::Pipeline(e) => e.code(),
             JobError::UploadFailed(_) => ErrorCode::UploadFailed,
-            JobError::Ocr(_) => ErrorCode::OcrFailed,
-            JobError::OcrTimeout => ErrorCode::OcrTimeout,
             JobError::Timeout | JobError::Internal(_) => ErrorCode::Internal,
             JobError::Packaging(_) => ErrorCode::PackagingFailed,
         }

@@ -1,10 +1,11 @@
 //! Rythmiq workers: long-lived processes that claim queued jobs from Postgres and run the image
-//! pipeline. [`queue`] is the fleet mechanics, [`pipeline`] the work, one module per stage,
-//! [`batch`] the packaging of a finished batch's outputs into one ZIP.
+//! pipeline (`rythmiq-pipeline`). [`queue`] is the fleet mechanics, [`job`] one job's I/O around
+//! the pipeline (fetch, process on the blocking pool, upload), [`batch`] the packaging of a
+//! finished batch's outputs into one ZIP.
 
 pub mod batch;
 pub mod error;
-pub mod pipeline;
+pub mod job;
 pub mod queue;
 
 pub use error::JobError;

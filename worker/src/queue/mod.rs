@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::batch;
 use crate::error::JobError;
-use crate::pipeline::Pipeline;
+use crate::job::Pipeline;
 use store::Started;
 
 /// A worker process's shared state.
@@ -37,7 +37,7 @@ pub struct Worker {
     warm: Arc<std::sync::atomic::AtomicBool>,
 }
 
-fn record_success_metrics(out: &crate::pipeline::JobOutput, portal: String) {
+fn record_success_metrics(out: &crate::job::JobOutput, portal: String) {
     let p = &out.processed;
     metrics::counter!(m::JOBS_TOTAL, "status" => "completed", "path" => p.path.as_str(),
                       "portal" => portal)

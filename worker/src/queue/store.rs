@@ -16,7 +16,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::JobError;
-use crate::pipeline::{JobInput, JobOutput};
+use crate::job::{JobInput, JobOutput};
 
 /// A task this worker claimed and started.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! thread of its own), the median over the timed calls. Prints one JSON object per line and
 //! writes the last output to `--out`/`<image stem>__<slug>.<ext>`.
 //!
-//! `cargo run --release -p rythmiq-worker --example fit_bench -- --out DIR [--reps N]
+//! `cargo run --release -p rythmiq-pipeline --example fit_bench -- --out DIR [--reps N]
 //! [--portal SLUG]... IMAGE...`; `--list-rules` prints the rules instead.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cpu_time::ProcessTime;
-use rythmiq_worker::pipeline::{self, decode::DecodeLimits};
+use rythmiq_pipeline::{self as pipeline, decode::DecodeLimits};
 use serde_json::json;
 
 struct Args {

@@ -1,40 +1,28 @@
-//! The pipeline one job runs: FETCH → decode → QUALITY → PRE-OCR → ENHANCE and OCR with
-//! rollback (standard path only) → full OCR for documents → SCHEMA fit (with verification) →
-//! UPLOAD.
+//! Rythmiq's image pipeline, the CPU part of a job: decode → QUALITY → PRE-OCR → ENHANCE and OCR
+//! with rollback (standard path only) → full OCR for documents → SCHEMA fit (with verification).
+//! No I/O: the worker fetches the upload before and stores the result after.
 //!
-//! [`process_image`] is the CPU part, a plain blocking function shared by the worker (on the
-//! blocking pool, so heartbeats and the claim loop never stall) and by `rythmiq process` (no
-//! database, no storage). Each stage is a module; each is timed by wall clock and by the calling
-//! thread's own CPU clock.
+//! [`process_image`] is a plain blocking function shared by the worker (on the blocking pool, so
+//! heartbeats and the claim loop never stall) and by `rythmiq process` (no database, no
+//! storage). Each stage is a module; each is timed by wall clock and by the calling thread's own
+//! CPU clock.
 
 pub mod decode;
 pub mod enhance;
-pub mod fetch;
+mod error;
+pub mod fit;
 pub mod ocr;
 pub mod quality;
-pub mod schema_fit;
-pub mod upload;
+
+pub use error::Error;
 
 use std::time::Instant;
 
 use cpu_time::ThreadTime;
-use rythmiq_shared::domain::{DocumentKind, OutputFormat, PortalRule};
-use rythmiq_shared::storage::Storage;
+use rythmiq_domain::{DocumentKind, OutputFormat, PortalRule};
 use serde::Serialize;
-use tracing::Instrument;
-use uuid::Uuid;
 
-use crate::error::JobError;
 use decode::DecodeLimits;
-
-/// What a job needs to know to run.
-#[derive(Debug, Clone)]
-pub struct JobInput {
-    pub job_id: Uuid,
-    pub user_id: Uuid,
-    pub input_key: String,
-    pub rule: PortalRule,
-}
 
 /// Cost of one stage.
 #[derive(Debug, Clone, Serialize)]
@@ -57,7 +45,7 @@ pub fn stage_span(name: &'static str) -> tracing::Span {
 }
 
 /// The seeds' "stage completed" line; call inside the stage's span.
-fn log_stage(t: &StageTiming) {
+pub fn log_stage(t: &StageTiming) {
     tracing::info!(
         cpu_seconds = t.cpu_seconds,
         latency_ms = t.wall_seconds * 1000.0,
@@ -137,7 +125,7 @@ pub fn process_image(
     rule: &PortalRule,
     limits: &DecodeLimits,
     ocr: Option<&ocr::OcrStage>,
-) -> Result<Processed, JobError> {
+) -> Result<Processed, Error> {
     let mut clock = StageClock::default();
     let wall = Instant::now();
     let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
@@ -229,7 +217,7 @@ pub fn process_image(
         );
     }
     let image = image::DynamicImage::ImageRgb8(image);
-    let fitted = clock.stage("schema", || schema_fit::fit(&image, rule))?;
+    let fitted = clock.stage("schema", || fit::fit(&image, rule))?;
     Ok(Processed {
         bytes: fitted.bytes,
         path,
@@ -243,24 +231,6 @@ pub fn process_image(
         stages: clock.stages,
         ocr: ocr_report,
     })
-}
-
-/// Runs an I/O stage on the async runtime in its span. Its task may hop between threads, so no
-/// thread clock can be attributed to it; it waits on I/O, and its CPU cost is reported as zero.
-async fn io_stage<T>(
-    name: &'static str,
-    work: impl std::future::Future<Output = Result<T, JobError>>,
-) -> Result<(T, StageTiming), JobError> {
-    let span = stage_span(name);
-    let started = Instant::now();
-    let out = work.instrument(span.clone()).await?;
-    let timing = StageTiming {
-        name,
-        cpu_seconds: 0.0,
-        wall_seconds: started.elapsed().as_secs_f64(),
-    };
-    span.in_scope(|| log_stage(&timing));
-    Ok((out, timing))
 }
 
 /// Shrinks `image` (area averaging) so that it still covers twice the target in both directions
@@ -279,78 +249,6 @@ fn reduce_toward(image: &image::RgbImage, target_w: u32, target_h: u32) -> image
     );
     // Both are at most the original dimensions, so the casts cannot overflow.
     image::imageops::thumbnail(image, nw as u32, nh as u32)
-}
-
-/// What a successful job produced.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobOutput {
-    pub output_key: String,
-    pub filename: String,
-    pub bytes: u64,
-    /// Where a document's recognised text is stored (JSON next to the output).
-    pub ocr_text_key: Option<String>,
-    pub processed: Processed,
-}
-
-/// The pipeline and what it shares across jobs: storage, limits and the OCR engine, loaded
-/// once per worker process.
-#[derive(Debug, Clone)]
-pub struct Pipeline {
-    pub storage: Storage,
-    pub limits: DecodeLimits,
-    pub ocr: ocr::OcrStage,
-}
-
-impl Pipeline {
-    pub fn new(storage: Storage, ocr: ocr::OcrStage) -> Self {
-        Self {
-            storage,
-            limits: DecodeLimits::default(),
-            ocr,
-        }
-    }
-
-    /// Runs every stage for one job.
-    pub async fn run(&self, job: &JobInput) -> Result<JobOutput, JobError> {
-        let (input, fetch_timing) =
-            io_stage("fetch", fetch::fetch(&self.storage, &job.input_key)).await?;
-
-        let limits = self.limits.clone();
-        let rule = job.rule.clone();
-        let ocr = self.ocr.clone();
-        // The blocking thread continues the job's span, so its stages nest under the job.
-        let parent = tracing::Span::current();
-        let mut processed = tokio::task::spawn_blocking(move || {
-            parent.in_scope(|| process_image(&input, &rule, &limits, Some(&ocr)))
-        })
-        .await
-        .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
-
-        let filename = schema_fit::output_filename(&job.rule, job.job_id);
-        let (key, upload_timing) = io_stage(
-            "upload",
-            upload::upload(&self.storage, job, &filename, processed.bytes.clone()),
-        )
-        .await?;
-        let ocr_text_key = match processed.ocr.as_ref().and_then(|r| r.page.as_ref()) {
-            Some(page) => {
-                let text = serde_json::to_vec(&rythmiq_ocr::to_json(page))
-                    .map_err(|e| JobError::Internal(format!("OCR text: {e}")))?;
-                let name = format!("{filename}.ocr.json");
-                Some(upload::upload(&self.storage, job, &name, text).await?)
-            }
-            None => None,
-        };
-        processed.stages.insert(0, fetch_timing);
-        processed.stages.push(upload_timing);
-        Ok(JobOutput {
-            output_key: key,
-            filename,
-            bytes: processed.bytes.len() as u64,
-            ocr_text_key,
-            processed,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! Domain types shared by the API and the workers: portal rules, job states, error codes and the
-//! task payload that travels through the queue.
+//! Domain types shared by the API, the workers and the pipeline: portal rules, job states, error
+//! codes and the task payload that travels through the queue.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// What kind of upload a portal rule describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "lowercase"))]
 pub enum DocumentKind {
     Photo,
     Signature,
@@ -15,9 +16,10 @@ pub enum DocumentKind {
 }
 
 /// The file format a portal accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "lowercase"))]
 pub enum OutputFormat {
     Jpeg,
     Png,
@@ -52,7 +54,8 @@ impl OutputFormat {
 }
 
 /// One version of a portal's upload rule, as stored in `portal_schemas`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
 pub struct PortalRule {
     pub id: Uuid,
     pub slug: String,
@@ -82,9 +85,10 @@ impl PortalRule {
 }
 
 /// Job lifecycle states, mirrored by the `jobs.state` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "lowercase"))]
 pub enum JobState {
     Pending,
     Processing,
@@ -102,9 +106,10 @@ impl JobState {
 /// Batch lifecycle states, mirrored by the `batches.state` column: `processing` while any of its
 /// jobs is unfinished, `packaging` while a worker builds the ZIP, then `completed` (a package
 /// with at least one file) or `failed` (no file succeeded, or packaging kept failing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
 #[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "lowercase"))]
 pub enum BatchState {
     Processing,
     Packaging,

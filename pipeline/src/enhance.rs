@@ -53,9 +53,9 @@
 //! check both against `imageproc`'s results.
 
 use image::{GrayImage, Rgb, RgbImage};
-use rythmiq_shared::domain::DocumentKind;
+use rythmiq_domain::DocumentKind;
 
-use super::quality::{GreyPlane, QualityReport, percentile};
+use crate::quality::{GreyPlane, QualityReport, percentile};
 
 /// Noise sub-score below which the median filter runs.
 const DENOISE_BELOW: f32 = 0.5;
@@ -526,7 +526,7 @@ fn measure_skew(img: &RgbImage) -> Option<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::quality::assess;
+    use crate::quality::assess;
     use imageproc::geometric_transformations::{Interpolation, rotate_about_center};
 
     /// A deterministic "noisy photo": a gradient plus pseudo-random grain.

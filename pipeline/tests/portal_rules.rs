@@ -1,6 +1,6 @@
 //! Every seeded portal rule, fed real photos (the scikit-image fixtures, as uploaded and enlarged
 //! to phone size, one stored sideways with EXIF orientation 6 as phones do) and a rendered A4 scan:
-//! every output must be compliant, checked here independently of `schema_fit::verify` too.
+//! every output must be compliant, checked here independently of `fit::verify` too.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,8 +10,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::imageops::FilterType;
 use image::{ImageEncoder, Rgb, RgbImage};
-use rythmiq_shared::domain::OutputFormat;
-use rythmiq_worker::pipeline::{self, decode::DecodeLimits, schema_fit};
+use rythmiq_domain::OutputFormat;
+use rythmiq_pipeline::{self as pipeline, decode::DecodeLimits, fit};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -107,9 +107,9 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Independent of `schema_fit::verify`: the pixel size as a generic decoder reads it, the byte
+/// Independent of `fit::verify`: the pixel size as a generic decoder reads it, the byte
 /// window, and the format's magic.
-fn assert_compliant(name: &str, rule: &rythmiq_shared::domain::PortalRule, bytes: &[u8]) {
+fn assert_compliant(name: &str, rule: &rythmiq_domain::PortalRule, bytes: &[u8]) {
     let (min, max) = rule.byte_window();
     let size = bytes.len() as u64;
     assert!(
@@ -155,8 +155,7 @@ fn every_seeded_rule_gets_a_compliant_file_from_every_real_photo() {
             );
             assert_eq!(i32::try_from(out.dpi).unwrap(), rule.dpi);
             assert_eq!(out.format, rule.format);
-            schema_fit::verify(&out.bytes, rule)
-                .unwrap_or_else(|e| panic!("{name} → {}: {e}", rule.slug));
+            fit::verify(&out.bytes, rule).unwrap_or_else(|e| panic!("{name} → {}: {e}", rule.slug));
             assert_compliant(name, rule, &out.bytes);
         }
     }

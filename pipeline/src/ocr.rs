@@ -18,7 +18,7 @@ use image::RgbImage;
 use rythmiq_ocr::{OcrEngine, OcrOptions, PageText};
 use serde::Serialize;
 
-use crate::error::JobError;
+use crate::Error;
 
 /// The engine a worker process loads once and shares across its jobs, with the per-job limit.
 #[derive(Clone)]
@@ -98,21 +98,16 @@ impl OcrStage {
         })
     }
 
-    fn read(
-        &self,
-        img: &RgbImage,
-        opts: &OcrOptions,
-        budget: &Budget,
-    ) -> Result<PageText, JobError> {
+    fn read(&self, img: &RgbImage, opts: &OcrOptions, budget: &Budget) -> Result<PageText, Error> {
         let opts = opts.clone().with_deadline(budget.deadline);
         self.engine.recognize(img, &opts).map_err(|e| match e {
-            rythmiq_ocr::OcrError::DeadlineExceeded => JobError::OcrTimeout,
-            e => JobError::Ocr(e.to_string()),
+            rythmiq_ocr::OcrError::DeadlineExceeded => Error::OcrTimeout,
+            e => Error::Ocr(e),
         })
     }
 
     /// PRE-OCR: the cheap read of the unenhanced image.
-    pub fn baseline(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, JobError> {
+    pub fn baseline(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, Error> {
         self.read(img, &OcrOptions::cheap(), budget)
     }
 
@@ -122,13 +117,13 @@ impl OcrStage {
         enhanced: &RgbImage,
         baseline: &PageText,
         budget: &Budget,
-    ) -> Result<(bool, PageText), JobError> {
+    ) -> Result<(bool, PageText), Error> {
         let page = self.read(enhanced, &OcrOptions::cheap(), budget)?;
         Ok((page.confidence >= baseline.confidence, page))
     }
 
     /// The full read of a document page.
-    pub fn document(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, JobError> {
+    pub fn document(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, Error> {
         self.read(img, &OcrOptions::default(), budget)
     }
 }
@@ -172,7 +167,7 @@ mod tests {
     }
 
     #[test]
-    fn enhancement_that_loses_the_text_is_rolled_back() -> Result<(), JobError> {
+    fn enhancement_that_loses_the_text_is_rolled_back() -> Result<(), Error> {
         let ocr = stage(Duration::from_secs(60));
         let budget = Budget::new(ocr.timeout);
         // ENHANCE washed the page out: nothing is read where the baseline read a line.
@@ -193,7 +188,7 @@ mod tests {
         let err = ocr.baseline(&img, &budget).err();
         assert_eq!(
             err.map(|e| e.code()),
-            Some(rythmiq_shared::domain::ErrorCode::OcrTimeout)
+            Some(rythmiq_domain::ErrorCode::OcrTimeout)
         );
     }
 

@@ -1,0 +1,35 @@
+//! The pipeline's one error type. Each failure maps to exactly one user-visible error code.
+
+use rythmiq_domain::ErrorCode;
+
+use crate::decode::DecodeError;
+use crate::fit::FitError;
+
+/// Why the CPU stages could not turn an upload into a compliant file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The upload is not an acceptable image, or it does not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The image cannot be made to fit the portal's rule.
+    #[error(transparent)]
+    Fit(#[from] FitError),
+    /// The OCR engine failed.
+    #[error("OCR failed: {0}")]
+    Ocr(#[source] rythmiq_ocr::OcrError),
+    /// OCR used up the job's OCR time budget.
+    #[error("OCR ran longer than the job's OCR time limit")]
+    OcrTimeout,
+}
+
+impl Error {
+    /// The user-visible error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Decode(e) => e.code(),
+            Error::Fit(e) => e.code(),
+            Error::Ocr(_) => ErrorCode::OcrFailed,
+            Error::OcrTimeout => ErrorCode::OcrTimeout,
+        }
+    }
+}
