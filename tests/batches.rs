@@ -616,7 +616,8 @@ async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()
     let settings = fast_worker_settings();
     // As `rythmiq worker` does: its role's grants must be enough to package and expire.
     let worker_pool = db::connect_as(&app.db_url, 4, Role::Worker).await?;
-    let sweep = || rythmiq_worker::batch::sweep(&worker_pool, &app.storage, &settings);
+    let sweep =
+        || rythmiq_worker::maintenance::batch_sweep::sweep(&worker_pool, &app.storage, &settings);
     // No worker runs: the jobs are finished by hand, so nothing triggers packaging.
     let (missed, jobs) = new_batch(&app, 3).await?;
     complete_by_sql(&app, jobs[0], "same.jpg", b"first output").await?;
@@ -701,7 +702,7 @@ async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()
     // A second sweep finds nothing more to do.
     assert_eq!(
         sweep().await?,
-        rythmiq_worker::batch::SweepReport::default()
+        rythmiq_worker::maintenance::batch_sweep::SweepReport::default()
     );
 
     // Packages follow the output retention: gone after it, then 410.
@@ -709,9 +710,12 @@ async fn the_sweep_packages_batches_that_were_missed_or_abandoned() -> Result<()
         .bind(missed)
         .execute(&app.pool)
         .await?;
-    let deleted =
-        rythmiq_worker::batch::delete_expired_packages(&worker_pool, &app.storage, &settings)
-            .await?;
+    let deleted = rythmiq_worker::maintenance::retention::delete_expired_packages(
+        &worker_pool,
+        &app.storage,
+        &settings,
+    )
+    .await?;
     assert_eq!(deleted, 1);
     let resp = reqwest::get(app.url(link)).await?;
     let (status, code, _) = error_of(resp).await?;

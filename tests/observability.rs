@@ -239,19 +239,19 @@ async fn maintenance_runs_in_one_worker_at_a_time() -> Result<()> {
     let pool = pool().await?;
     let mut holder = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(rythmiq_worker::queue::store::MAINTENANCE_LOCK)
+        .bind(rythmiq_worker::maintenance::MAINTENANCE_LOCK)
         .execute(&mut *holder)
         .await?;
     assert_eq!(
-        rythmiq_worker::queue::store::maintenance(&pool, 90).await?,
+        rythmiq_worker::maintenance::run_locked(&pool, 90).await?,
         None
     );
     sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(rythmiq_worker::queue::store::MAINTENANCE_LOCK)
+        .bind(rythmiq_worker::maintenance::MAINTENANCE_LOCK)
         .execute(&mut *holder)
         .await?;
     assert_eq!(
-        rythmiq_worker::queue::store::maintenance(&pool, 90).await?,
+        rythmiq_worker::maintenance::run_locked(&pool, 90).await?,
         Some(0)
     );
     Ok(())

@@ -1,14 +1,20 @@
 //! The worker fleet's promises, against a real Postgres: exactly-once processing across workers,
 //! recovery from a killed worker, poison jobs, persisted backoff, graceful shutdown, prompt
-//! pick-up, and surviving a database restart.
+//! pick-up, surviving a database restart, outcomes fenced to the attempt that holds the task,
+//! and the start-up check of apalis-postgres' schema.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::*;
 use rythmiq_shared::db::Role;
+use rythmiq_shared::domain::ErrorCode;
+use rythmiq_worker::pipeline::JobOutput;
+use rythmiq_worker::queue::apalis::{self, WorkerContext};
+use rythmiq_worker::queue::claim::Started;
+use rythmiq_worker::queue::{claim, heartbeat, outcome, reaper};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -378,6 +384,226 @@ async fn workers_survive_a_database_restart() -> Result<()> {
     let _ = handle.await;
     pool.close().await;
     pg.stop().await?;
+    Ok(())
+}
+
+/// A job whose first attempt (by `stale`) was presumed dead: the worker's heartbeat went silent,
+/// the reaper re-queued the task and `rerun` started it again. Returns both attempts.
+async fn presumed_dead_and_rerun(
+    app: &TestApp,
+    pool: &sqlx::PgPool,
+    stale: &str,
+    rerun: &str,
+    seed: u32,
+) -> Result<(Started, Started)> {
+    app.submit_ok(photo_jpeg(400, 500, seed), "neet-ug-2026-photo")
+        .await?;
+    heartbeat::register(pool, stale).await?;
+    heartbeat::register(pool, rerun).await?;
+    let first = claim::claim(pool, &WorkerContext::new(stale))
+        .await?
+        .context("the first attempt claims the job")?;
+    assert_eq!(first.attempt, 1);
+    // The worker goes silent (a long pause, a partition): the fleet presumes it dead.
+    sqlx::query("UPDATE apalis.workers SET last_seen = now() - interval '1 hour' WHERE id = $1")
+        .bind(stale)
+        .execute(&app.pool)
+        .await?;
+    let reaped = reaper::reap_orphans(
+        pool,
+        Duration::from_secs(60),
+        Duration::ZERO,
+        Duration::ZERO,
+    )
+    .await?;
+    assert_eq!(reaped, vec![(first.input.job_id, "pending".to_owned())]);
+    heartbeat::heartbeat(pool, rerun).await?;
+    let second = claim::claim(pool, &WorkerContext::new(rerun))
+        .await?
+        .context("the re-run claims the job")?;
+    assert_eq!(second.input.job_id, first.input.job_id);
+    assert_eq!(second.attempt, 2);
+    Ok((first, second))
+}
+
+/// Everything a woken stale attempt may try to record; none of it may land.
+async fn stale_attempt_tries_every_outcome(
+    pool: &sqlx::PgPool,
+    worker: &str,
+    stale: &Started,
+    out: &JobOutput,
+) -> Result<()> {
+    let mut stale_out = out.clone();
+    stale_out.filename = "stale.jpg".into();
+    let cost = outcome::AttemptCost {
+        cold: false,
+        wall_seconds: 1.0,
+    };
+    assert!(
+        !outcome::complete(pool, worker, stale, &stale_out, &cost).await?,
+        "a stale attempt completed the job"
+    );
+    for retryable in [true, false] {
+        let failed = outcome::fail(
+            pool,
+            worker,
+            stale,
+            ErrorCode::Internal,
+            retryable,
+            "stale",
+            Duration::ZERO,
+        )
+        .await?;
+        assert_eq!(failed, None, "a stale attempt failed the job");
+    }
+    outcome::release(pool, worker, stale).await?;
+    Ok(())
+}
+
+/// The task and job as the queue sees them: task status and attempts, job state, attempts,
+/// output file name and error code, and the job's error events.
+async fn queue_view(
+    app: &TestApp,
+    job: Uuid,
+) -> Result<(
+    String,
+    i32,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+    i64,
+)> {
+    Ok(sqlx::query_as(
+        "SELECT a.status, a.attempts, j.state, j.attempts, j.output_filename, j.error_code,
+                (SELECT count(*) FROM error_events e WHERE e.job_id = j.id)
+         FROM apalis.jobs a JOIN jobs j ON j.task_id = a.id WHERE j.id = $1",
+    )
+    .bind(job)
+    .fetch_one(&app.pool)
+    .await?)
+}
+
+#[tokio::test]
+async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let pool = rythmiq_shared::db::connect_as(&app.db_url, 5, Role::Worker).await?;
+    let pipeline = rythmiq_worker::pipeline::Pipeline::new(app.storage.clone(), ocr_stage());
+    let cost = outcome::AttemptCost {
+        cold: false,
+        wall_seconds: 1.0,
+    };
+    // The re-run by another slot of the same worker (same name), and by another worker.
+    let mut seed = 40;
+    for rerun in ["worker-a", "worker-b"] {
+        let stale = "worker-a";
+
+        // The stale attempt wakes while the re-run still runs.
+        seed += 1;
+        let (first, second) = presumed_dead_and_rerun(&app, &pool, stale, rerun, seed).await?;
+        let job = first.input.job_id;
+        let out = pipeline.run(&first.input).await?;
+        stale_attempt_tries_every_outcome(&pool, stale, &first, &out).await?;
+        assert_eq!(
+            queue_view(&app, job).await?,
+            (
+                "Running".into(),
+                2,
+                "processing".into(),
+                2,
+                None,
+                Some("WORKER_LOST".into()),
+                1
+            ),
+            "re-run by {rerun}: the re-run still holds the job"
+        );
+        assert!(outcome::complete(&pool, rerun, &second, &out, &cost).await?);
+        assert_eq!(
+            queue_view(&app, job).await?,
+            (
+                "Done".into(),
+                2,
+                "completed".into(),
+                2,
+                Some(out.filename.clone()),
+                None,
+                1
+            ),
+            "re-run by {rerun}"
+        );
+
+        // The stale attempt wakes after the re-run completed.
+        seed += 1;
+        let (first, second) = presumed_dead_and_rerun(&app, &pool, stale, rerun, seed).await?;
+        let job = first.input.job_id;
+        let out = pipeline.run(&second.input).await?;
+        assert!(outcome::complete(&pool, rerun, &second, &out, &cost).await?);
+        stale_attempt_tries_every_outcome(&pool, stale, &first, &out).await?;
+        assert_eq!(
+            queue_view(&app, job).await?,
+            (
+                "Done".into(),
+                2,
+                "completed".into(),
+                2,
+                Some(out.filename.clone()),
+                None,
+                1
+            ),
+            "re-run by {rerun}: the re-run's result stands"
+        );
+        let (documents, cpu_rows): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM documents WHERE job_id = $1),
+                    (SELECT count(*) FROM cpu_metrics WHERE job_id = $1)",
+        )
+        .bind(job)
+        .fetch_one(&app.pool)
+        .await?;
+        assert_eq!((documents, cpu_rows), (1, 1));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_refuses_to_start_on_an_apalis_schema_it_was_not_written_for() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let pool = rythmiq_shared::db::connect_as(&app.db_url, 5, Role::Worker).await?;
+    apalis::check_schema(&pool).await?;
+
+    sqlx::query("ALTER TABLE apalis.jobs RENAME COLUMN lock_at TO locked_at")
+        .execute(&app.pool)
+        .await?;
+    let err = apalis::check_schema(&pool)
+        .await
+        .err()
+        .context("a missing column is refused")?;
+    assert!(
+        matches!(
+            err,
+            rythmiq_worker::JobError::QueueSchema {
+                table: "jobs",
+                column: "lock_at",
+                version: "1.0.0"
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("apalis.jobs.lock_at"), "{message}");
+    assert!(message.contains("apalis-postgres 1.0.0"), "{message}");
+
+    // The worker stops at once with that error rather than claiming against the wrong schema.
+    let worker = rythmiq_worker::Worker::new(
+        pool,
+        rythmiq_worker::pipeline::Pipeline::new(app.storage.clone(), ocr_stage()),
+        fast_worker_settings(),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::time::timeout(Duration::from_secs(30), worker.run(stop)).await?;
+    assert!(
+        matches!(run, Err(rythmiq_worker::JobError::QueueSchema { .. })),
+        "{run:?}"
+    );
     Ok(())
 }
 

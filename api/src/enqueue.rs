@@ -172,7 +172,7 @@ pub(crate) async fn push_tasks(
             correlation_id: correlation.into(),
             traceparent: traceparent.clone(),
         })
-        .map_err(|e| ApiError::Internal(format!("task payload: {e}")))?;
+        .map_err(|e| ApiError::internal("task payload", e))?;
         tasks.push(
             TaskBuilder::new(payload)
                 .task_id(TaskId::from_ulid(task_id))
@@ -182,6 +182,6 @@ pub(crate) async fn push_tasks(
     }
     apalis_postgres::queries::push_tasks(&mut *conn, QUEUE, tasks)
         .await
-        .map_err(|e| ApiError::Internal(format!("enqueue: {e}")))?;
+        .map_err(|e| ApiError::internal("enqueue", e))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rythmiq_shared::error::Chain;
 use serde::Serialize;
 
 /// Every way a request can fail. 5xx causes are logged in full and hidden from the client.
@@ -35,8 +36,14 @@ pub enum ApiError {
     /// Something wrong with one file of a batch: its own code and status, and which file.
     #[error("file {number}: {error}")]
     InFile { number: usize, error: Box<ApiError> },
+    /// Our fault: what was being done, and the cause when there is one. Logged with its whole
+    /// chain of causes; the client sees `internal error` only.
     #[error("internal error")]
-    Internal(String),
+    Internal {
+        context: &'static str,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -71,12 +78,31 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ApiError::TooManyFiles { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "TOO_MANY_FILES"),
             ApiError::InFile { error, .. } => error.status_and_code(),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            ApiError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
 }
 
 impl ApiError {
+    /// An [`ApiError::Internal`] with its cause.
+    pub fn internal(
+        context: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ApiError::Internal {
+            context,
+            source: Some(source.into()),
+        }
+    }
+
+    /// An [`ApiError::Internal`] for a state the code should never reach.
+    pub fn bug(context: &'static str) -> Self {
+        ApiError::Internal {
+            context,
+            source: None,
+        }
+    }
+
     /// This error, said of the `index`-th (0-based) file of a batch.
     pub fn in_file(self, index: usize) -> Self {
         ApiError::InFile {
@@ -89,8 +115,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(cause, "request failed");
+        if let ApiError::Internal { context, source } = &self {
+            match source {
+                Some(s) => {
+                    tracing::error!(context, cause = %Chain(s.as_ref()), "request failed");
+                }
+                None => tracing::error!(context, "request failed"),
+            }
         }
         let body = ErrorBody {
             error: ErrorDetail {
@@ -111,13 +142,14 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(format!("database: {e}"))
+        ApiError::internal("database", e)
     }
 }
 
 impl From<rythmiq_shared::Error> for ApiError {
     fn from(e: rythmiq_shared::Error) -> Self {
-        ApiError::Internal(e.to_string())
+        // The shared error names its own kind in its message ("database: …", "object storage: …").
+        ApiError::internal("shared", e)
     }
 }
 

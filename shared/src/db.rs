@@ -124,6 +124,32 @@ pub async fn migrations_applied(pool: &PgPool) -> Result<bool> {
     Ok(applied.unwrap_or(0) >= latest)
 }
 
+/// Whether a failed database call may succeed if simply tried again: the connection was lost or
+/// could not be had (I/O, pool timeout, pool closed), or Postgres refused the statement for a
+/// passing reason. The SQLSTATEs are PostgreSQL's (Appendix A, "PostgreSQL Error Codes",
+/// <https://www.postgresql.org/docs/current/errcodes-appendix.html>): class 08 connection
+/// exceptions, 40001 `serialization_failure`, 40P01 `deadlock_detected`, 53300
+/// `too_many_connections`, 57P01 `admin_shutdown`, 57P02 `crash_shutdown`, 57P03
+/// `cannot_connect_now`. Everything else (a constraint, a missing row or column, a decode error)
+/// fails the same way on every try.
+///
+/// The one place that decides whether a database error is retried.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(d) => d.code().as_deref().is_some_and(transient_sqlstate),
+        _ => false,
+    }
+}
+
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+        )
+}
+
 const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
                               max_kb, filename_pattern, background";
 
@@ -160,4 +186,72 @@ pub async fn active_portals(pool: &PgPool) -> Result<Vec<PortalRule>> {
     )))
     .fetch_all(pool)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with a given SQLSTATE, as the driver would report it.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "test"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn db(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Coded(code)))
+    }
+
+    #[test]
+    fn lost_connections_and_passing_refusals_are_transient() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_transient(&sqlx::Error::Io(io)));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::PoolClosed));
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08P01",
+            "53300",
+        ] {
+            assert!(is_transient(&db(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn errors_that_repeat_on_every_try_are_not() {
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_transient(&sqlx::Error::ColumnNotFound("x".into())));
+        assert!(!is_transient(&sqlx::Error::Protocol("bad".into())));
+        // unique violation, undefined column, undefined table, insufficient privilege,
+        // disk full (53100: the class is 53 but only too-many-connections passes by itself).
+        for code in ["23505", "42703", "42P01", "42501", "53100", "57014"] {
+            assert!(!is_transient(&db(code)), "{code}");
+        }
+    }
 }

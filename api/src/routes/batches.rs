@@ -251,7 +251,7 @@ async fn enqueue_batch(
     for job in &batch.jobs {
         if !enqueue::insert_job(&mut tx, settings, user, correlation, job).await? {
             // A batch's jobs carry no key of their own, so they cannot conflict.
-            return Err(ApiError::Internal("a batch job conflicted".into()));
+            return Err(ApiError::bug("a batch job conflicted"));
         }
     }
     let ids: Vec<Uuid> = batch.jobs.iter().map(|j| j.job_id).collect();
@@ -470,7 +470,7 @@ pub async fn create(
     for (slug, part) in portals.iter().zip(&files) {
         let rule = rules
             .get(slug.as_str())
-            .ok_or_else(|| ApiError::Internal("portal rule lost".into()))?;
+            .ok_or_else(|| ApiError::bug("portal rule lost"))?;
         pairs.push((rule, part));
     }
     let fingerprint = fingerprint(&pairs);

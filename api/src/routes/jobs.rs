@@ -496,8 +496,8 @@ pub(crate) async fn stored_attachment(
     content_type: &'static str,
     filename: &str,
 ) -> Result<Response, ApiError> {
-    let path = object_store::path::Path::parse(key)
-        .map_err(|e| ApiError::Internal(format!("stored key: {e}")))?;
+    let path =
+        object_store::path::Path::parse(key).map_err(|e| ApiError::internal("stored key", e))?;
     let bytes = state.storage.get(&path).await?;
     let mut resp = (StatusCode::OK, bytes).into_response();
     let h = resp.headers_mut();

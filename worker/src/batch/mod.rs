@@ -6,8 +6,9 @@
 //! Who packages: the worker that records a batch job's final outcome (completed or failed, by
 //! the job's own slot or by the orphan reaper's `WORKER_LOST`) tries to claim the batch right
 //! after; the claim succeeds only for the last one (see [`store::claim`]). The maintenance
-//! sweep ([`sweep`]) claims any batch that was missed, whose run failed, or whose packager died
-//! (held in `packaging` for more than twice the job time limit), so a batch never hangs.
+//! sweep ([`crate::maintenance::batch_sweep`]) claims any batch that was missed, whose run
+//! failed, or whose packager died (held in `packaging` for more than twice the job time limit),
+//! so a batch never hangs.
 //!
 //! Outcomes: `completed` when at least one file is in the ZIP; `failed` with `ALL_FILES_FAILED`
 //! (and no ZIP, the manifest is still kept on the batch) when none succeeded, or with
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use rythmiq_shared::config::WorkerSettings;
 use rythmiq_shared::domain::{BatchState, ErrorCode, JobState};
+use rythmiq_shared::error::Chain;
 use rythmiq_shared::storage::{ObjectKey, Storage, sanitize_filename};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -43,8 +45,6 @@ pub const MAX_PACKAGING_ATTEMPTS: i32 = 5;
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// Name of the human-readable summary inside the ZIP.
 pub const README_NAME: &str = "README.txt";
-/// Batches one sweep looks at.
-const SWEEP_LIMIT: i64 = 100;
 
 /// `manifest.json`: what the package holds and what it does not.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -190,13 +190,13 @@ async fn package_in_span(
                               "stage" => code.stage())
             .increment(1);
             if give_up {
-                tracing::error!(error_code = %code, error = %err, latency_ms,
+                tracing::error!(error_code = %code, error = %Chain(&err), latency_ms,
                                 attempt = claimed.packaging_attempts, "batch packaging failed");
                 let done = Finished {
                     state: BatchState::Failed,
                     zip: None,
                     report: None,
-                    error: Some((code, err.to_string())),
+                    error: Some((code, err.message())),
                 };
                 match record(pool, &claimed, &done).await {
                     Ok(_) => Packaged::Done(BatchState::Failed),
@@ -206,7 +206,7 @@ async fn package_in_span(
                     }
                 }
             } else {
-                tracing::warn!(error_code = %code, error = %err, latency_ms,
+                tracing::warn!(error_code = %code, error = %Chain(&err), latency_ms,
                                attempt = claimed.packaging_attempts,
                                "batch packaging failed; the sweep will retry");
                 if let Err(e) = release(pool, &claimed).await {
@@ -239,7 +239,7 @@ async fn release(pool: &PgPool, claimed: &Claimed) -> Result<(), sqlx::Error> {
 }
 
 /// A claim older than this is a dead packager's: twice the time a run may take.
-fn stale_after(settings: &WorkerSettings) -> Duration {
+pub(crate) fn stale_after(settings: &WorkerSettings) -> Duration {
     settings.job_timeout.saturating_mul(2)
 }
 
@@ -505,68 +505,6 @@ fn readme(m: &Manifest) -> String {
         "\r\n{MANIFEST_NAME} lists every file with its size, dimensions and SHA-256.\r\n"
     ));
     out
-}
-
-/// What one sweep did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Batches finished by this sweep (completed or failed).
-    pub packaged: usize,
-    /// Batches whose run failed and will be tried again.
-    pub retried: usize,
-}
-
-/// Packages every batch that is ready but was missed, or whose packager died. Part of the
-/// fleet's maintenance; safe to run from several workers at once (claims are atomic).
-pub async fn sweep(
-    pool: &PgPool,
-    storage: &Storage,
-    settings: &WorkerSettings,
-) -> Result<SweepReport, JobError> {
-    let ids = {
-        let mut conn = pool.acquire().await?;
-        store::ready_or_stale(&mut conn, stale_after(settings), SWEEP_LIMIT).await?
-    };
-    let mut report = SweepReport::default();
-    for id in ids {
-        match package(pool, storage, settings, id).await {
-            Packaged::Done(_) => report.packaged += 1,
-            Packaged::Retry => report.retried += 1,
-            Packaged::NotClaimed => {}
-        }
-    }
-    Ok(report)
-}
-
-/// Deletes packages older than the output retention and records it on their batches (then
-/// their downloads answer 410 `OUTPUT_EXPIRED`). Returns how many went.
-pub async fn delete_expired_packages(
-    pool: &PgPool,
-    storage: &Storage,
-    settings: &WorkerSettings,
-) -> Result<usize, JobError> {
-    let mut conn = pool.acquire().await?;
-    let expired = store::expired_packages(&mut conn, settings.output_retention, 500).await?;
-    let mut deleted = 0;
-    for (batch, key) in expired {
-        let key = match ObjectKey::parse(&key) {
-            Ok(k) => k,
-            Err(e) => {
-                tracing::warn!(batch_id = %batch, error = %e, "a package's key is outside the layout");
-                continue;
-            }
-        };
-        match storage.delete_object(&key).await {
-            Ok(()) => {
-                store::mark_package_deleted(&mut conn, batch).await?;
-                deleted += 1;
-            }
-            Err(e) => {
-                tracing::warn!(batch_id = %batch, error = %e, "deleting an expired package failed; will retry");
-            }
-        }
-    }
-    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ impl Pipeline {
             parent.in_scope(|| process_image(&input, &rule, &limits, Some(&ocr)))
         })
         .await
-        .map_err(|e| JobError::Internal(format!("image stage panicked: {e}")))??;
+        .map_err(|e| JobError::internal("image stage panicked", e))??;
 
         let filename = fit::output_filename(&job.rule, job.job_id);
         let (key, upload_timing) = io_stage(
@@ -98,7 +98,7 @@ impl Pipeline {
         let ocr_text_key = match processed.ocr.as_ref().and_then(|r| r.page.as_ref()) {
             Some(page) => {
                 let text = serde_json::to_vec(&rythmiq_ocr::to_json(page))
-                    .map_err(|e| JobError::Internal(format!("OCR text: {e}")))?;
+                    .map_err(|e| JobError::internal("OCR text", e))?;
                 let name = format!("{filename}.ocr.json");
                 Some(upload::upload(&self.storage, job, &name, text).await?)
             }

@@ -1,18 +1,26 @@
 //! The worker runtime: registration, heartbeat, orphan reaping, LISTEN/NOTIFY wake-ups and the
-//! claim loops ("slots"), one per unit of concurrency.
+//! claim loops ("slots"), one per unit of concurrency. The SQL is split by concern: [`claim`]
+//! (claim and start), [`heartbeat`], [`reaper`], [`outcome`] (complete, fail, release), and
+//! [`apalis`], every statement on apalis-postgres' own tables.
 //!
 //! Each slot claims one task at a time, so a process never holds more tasks than it can run
 //! (no prefetch beyond concurrency). Every loop survives database errors: it logs, waits and
-//! tries again, so a database restart heals without restarting the worker.
+//! tries again, so a database restart heals without restarting the worker. Recording an
+//! outcome is retried only while the error is transient ([`rythmiq_shared::db::is_transient`]).
 
-pub mod store;
+pub mod apalis;
+pub mod claim;
+pub mod heartbeat;
+pub mod outcome;
+pub mod reaper;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis_core::worker::context::WorkerContext;
+use apalis::WorkerContext;
 use rythmiq_shared::config::WorkerSettings;
-use rythmiq_shared::db::TASK_INSERT_CHANNEL;
+use rythmiq_shared::db::{TASK_INSERT_CHANNEL, is_transient};
+use rythmiq_shared::error::Chain;
 use rythmiq_shared::metrics as m;
 use rythmiq_shared::telemetry::{trace, user_id_hash};
 use sqlx::PgPool;
@@ -24,7 +32,8 @@ use tracing::Instrument;
 use crate::batch;
 use crate::error::JobError;
 use crate::job::Pipeline;
-use store::Started;
+use crate::maintenance;
+use claim::Started;
 
 /// A worker process's shared state.
 #[derive(Clone)]
@@ -84,11 +93,31 @@ impl Worker {
 
     /// Runs until `shutdown` fires, then stops claiming, lets in-flight jobs finish within the
     /// shutdown timeout and hands back whatever is still running.
+    ///
+    /// Fails at start, with [`JobError::QueueSchema`], when the database's apalis-postgres tables
+    /// lack a column the queue's statements use ([`apalis::check_schema`]).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), JobError> {
-        // Retry registration: a worker started before its database is up waits for it.
+        // Retry the start-up check and registration: a worker started before its database is
+        // up waits for it. Any database error is retried here (a database that is still being
+        // set up may refuse in any way); a schema that does not match is not.
         let mut delay = Duration::from_millis(200);
-        while let Err(e) = store::register(&self.pool, &self.name).await {
-            tracing::warn!(error = %e, "cannot register worker yet; retrying");
+        loop {
+            let started = match apalis::check_schema(&self.pool).await {
+                Ok(()) => heartbeat::register(&self.pool, &self.name)
+                    .await
+                    .map_err(JobError::from),
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(()) => break,
+                Err(e @ JobError::QueueSchema { .. }) => {
+                    tracing::error!(error = %e, "the queue schema does not match; stopping");
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %Chain(&e), "cannot register worker yet; retrying")
+                }
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(delay) => {}
@@ -100,7 +129,12 @@ impl Worker {
         let background = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop(background.clone()));
         let listener = tokio::spawn(self.clone().listen_loop(background.clone()));
-        let maintenance = tokio::spawn(self.clone().maintenance_loop(background.clone()));
+        let maintenance = tokio::spawn(maintenance::run(
+            self.pool.clone(),
+            self.pipeline.storage.clone(),
+            self.settings.clone(),
+            background.clone(),
+        ));
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
             slots.spawn(self.clone().slot_loop(slot, shutdown.clone()));
@@ -126,12 +160,13 @@ impl Worker {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = store::heartbeat(&self.pool, &self.name).await {
+            if let Err(e) = heartbeat::heartbeat(&self.pool, &self.name).await {
                 tracing::warn!(error = %e, "heartbeat failed; will retry");
                 continue;
             }
             let s = &self.settings;
-            match store::reap_orphans(&self.pool, s.orphan_timeout, s.retry_base, s.retry_max).await
+            match reaper::reap_orphans(&self.pool, s.orphan_timeout, s.retry_base, s.retry_max)
+                .await
             {
                 Ok(reaped) if !reaped.is_empty() => {
                     self.wake.notify_waiters();
@@ -156,111 +191,10 @@ impl Worker {
         }
     }
 
-    /// Rollup refresh and retention, by one worker of the fleet at a time (advisory lock).
-    async fn maintenance_loop(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.settings.maintenance_interval);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match store::maintenance(&self.pool, self.settings.retention_days).await {
-                Ok(Some(purged)) => {
-                    tracing::info!(purged, "rollups refreshed, retention applied");
-                    self.delete_expired_files().await;
-                    self.sweep_batches().await;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "maintenance failed; will retry"),
-            }
-        }
-    }
-
-    /// Deletes raw uploads and outputs whose retention has run out, in batches; a file that
-    /// cannot be deleted now stays listed and is tried again at the next sweep.
-    async fn delete_expired_files(&self) {
-        let s = &self.settings;
-        let expired = match store::expired_files(
-            &self.pool,
-            s.raw_retention,
-            s.output_retention,
-            500,
-        )
-        .await
-        {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "listing expired files failed; will retry");
-                return;
-            }
-        };
-        let storage = &self.pipeline.storage;
-        let delete_all = |keys: Vec<String>| async move {
-            for key in keys {
-                let path = object_store::path::Path::parse(&key)
-                    .map_err(|e| rythmiq_shared::Error::InvalidKey(e.to_string()))?;
-                storage.delete(&path).await?;
-            }
-            Ok::<(), rythmiq_shared::Error>(())
-        };
-        let (mut raw, mut outputs) = (0usize, 0usize);
-        let batches = expired
-            .raw
-            .into_iter()
-            .map(|(job, key)| (job, vec![key], false))
-            .chain(
-                expired
-                    .outputs
-                    .into_iter()
-                    .map(|(job, keys)| (job, keys, true)),
-            );
-        for (job, keys, output) in batches {
-            match delete_all(keys).await {
-                Ok(()) => {
-                    if let Err(e) = store::mark_deleted(&self.pool, job, output).await {
-                        tracing::warn!(error = %e, "recording a deletion failed; will retry");
-                    } else if output {
-                        outputs += 1;
-                    } else {
-                        raw += 1;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(job_id = %job, error = %e, "deleting an expired file failed; will retry");
-                }
-            }
-        }
-        if raw + outputs > 0 {
-            tracing::info!(raw, outputs, "expired files deleted");
-        }
-    }
-
     /// Packages the batch of a job that has just reached its final state, when it was the
     /// batch's last unfinished job.
     async fn package_batch_of(&self, job: uuid::Uuid) {
         batch::after_job(&self.pool, &self.pipeline.storage, &self.settings, job).await;
-    }
-
-    /// Packages batches that were missed or whose packager died, and deletes packages whose
-    /// retention has run out.
-    async fn sweep_batches(&self) {
-        let storage = &self.pipeline.storage;
-        match batch::sweep(&self.pool, storage, &self.settings).await {
-            Ok(r) if r.packaged + r.retried > 0 => {
-                tracing::info!(
-                    packaged = r.packaged,
-                    retried = r.retried,
-                    "batch sweep done"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "batch sweep failed; will retry"),
-        }
-        match batch::delete_expired_packages(&self.pool, storage, &self.settings).await {
-            Ok(n) if n > 0 => tracing::info!(packages = n, "expired batch packages deleted"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "deleting expired packages failed; will retry"),
-        }
     }
 
     /// Wakes idle slots as soon as apalis-postgres' insert trigger announces a task.
@@ -305,7 +239,7 @@ impl Worker {
             }
             // Registered before claiming so a notification during the claim is not missed.
             let woken = self.wake.notified();
-            match store::claim(&self.pool, &ctx).await {
+            match claim::claim(&self.pool, &ctx).await {
                 Ok(Some(started)) => {
                     error_delay = Duration::from_millis(200);
                     self.run_job(started, &shutdown).await;
@@ -318,7 +252,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(slot, error = %e, "claim failed; retrying");
+                    tracing::warn!(slot, error = %Chain(&e), "claim failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(error_delay) => {}
@@ -374,7 +308,7 @@ impl Worker {
             r = work => r.unwrap_or(Err(JobError::Timeout)),
             () = grace => {
                 tracing::warn!("shutdown grace period over; handing the job back");
-                self.retry_db("release", || store::release(&self.pool, &self.name, &started)).await;
+                self.retry_db("release", || outcome::release(&self.pool, &self.name, &started)).await;
                 in_progress.decrement(1.0);
                 return;
             }
@@ -390,13 +324,13 @@ impl Worker {
         match result {
             Ok(out) => {
                 record_success_metrics(&out, portal);
-                let cost = store::AttemptCost {
+                let cost = outcome::AttemptCost {
                     cold,
                     wall_seconds: wall,
                 };
                 let ok = self
                     .retry_db("complete", || {
-                        store::complete(&self.pool, &self.name, &started, &out, &cost)
+                        outcome::complete(&self.pool, &self.name, &started, &out, &cost)
                     })
                     .await;
                 if ok == Some(false) {
@@ -419,11 +353,14 @@ impl Worker {
             }
             Err(err) => {
                 let code = err.code();
-                let message = err.to_string();
+                let retryable = err.retryable();
+                let message = err.message();
                 let backoff = self.settings.backoff(started.attempt);
                 let state = self
                     .retry_db("fail", || {
-                        store::fail(&self.pool, &self.name, &started, code, &message, backoff)
+                        outcome::fail(
+                            &self.pool, &self.name, &started, code, retryable, &message, backoff,
+                        )
                     })
                     .await
                     .flatten();
@@ -451,8 +388,11 @@ impl Worker {
         }
     }
 
-    /// Recording an outcome must not be lost to a database blip: retry until it lands or the
-    /// process is going away (then the orphan reaper of another worker takes over).
+    /// Recording an outcome must not be lost to a database blip: retry a transient error until
+    /// it lands or the process is going away (then the orphan reaper of another worker takes
+    /// over). An error that would repeat on every try is logged and given up at once, as when
+    /// the retries run out: the task stays with this worker until it stops, then the reaper of
+    /// another worker takes it back.
     async fn retry_db<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
@@ -462,8 +402,12 @@ impl Worker {
         for _ in 0..60 {
             match op().await {
                 Ok(v) => return Some(v),
+                Err(e) if !is_transient(&e) => {
+                    tracing::error!(error = %Chain(&e), what, "recording the job outcome failed");
+                    return None;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, what, "recording the job outcome failed; retrying");
+                    tracing::warn!(error = %Chain(&e), what, "recording the job outcome failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

@@ -1,0 +1,237 @@
+//! Recording an attempt's outcome: complete, fail (retry or for good) or release, each with the
+//! matching update of the `jobs` row (and `cpu_metrics`, `error_events`, the refund) in one
+//! transaction. Every outcome is fenced: it lands only while this attempt still holds its task
+//! (see [`super::apalis`]), so a worker presumed dead never overwrites the run that replaced it.
+//!
+//! Refunds live here rather than in a service of their own: a job's credit comes back in the
+//! transaction that fails it for good (and after the reaper's `WORKER_LOST`, [`refund`]).
+
+use std::time::Duration;
+
+use rythmiq_shared::domain::ErrorCode;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::apalis;
+use super::claim::Started;
+use crate::job::JobOutput;
+
+/// Marks the task done and the job completed, with its output, in one transaction.
+/// Returns false when the task is no longer held by this attempt (it was re-queued while we
+/// ran), and then records nothing.
+pub async fn complete(
+    pool: &PgPool,
+    worker: &str,
+    started: &Started,
+    out: &JobOutput,
+    cost: &AttemptCost,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !apalis::finish(&mut tx, started.holder(worker), "Done", None).await? {
+        return Ok(false);
+    }
+    let job = started.input.job_id;
+    sqlx::query(
+        "UPDATE jobs SET state = 'completed', output_key = $2, output_bytes = $3,
+                output_width = $4, output_height = $5, output_dpi = $6, output_format = $7,
+                output_filename = $8, warnings = $9, ocr = $10, error_code = NULL,
+                error_message = NULL, finished_at = now(), updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(job)
+    .bind(&out.output_key)
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(i32::try_from(out.processed.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.processed.height).unwrap_or(i32::MAX))
+    .bind(i32::try_from(out.processed.dpi).unwrap_or(i32::MAX))
+    .bind(out.processed.format.extension())
+    .bind(&out.filename)
+    .bind(serde_json::json!(out.processed.warnings))
+    .bind(out.processed.ocr.as_ref().map(|r| {
+        serde_json::json!({"confidence": r.confidence, "lines": r.lines, "chars": r.chars,
+                           "rolled_back": r.rolled_back})
+    }))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO documents (user_id, job_id, portal_schema_id, output_key, filename,
+                                content_type, bytes, ocr_text_key)
+         SELECT user_id, id, portal_schema_id, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1
+         ON CONFLICT (job_id) DO NOTHING",
+    )
+    .bind(job)
+    .bind(&out.output_key)
+    .bind(&out.filename)
+    .bind(out.processed.format.content_type())
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(&out.ocr_text_key)
+    .execute(&mut *tx)
+    .await?;
+    record_cpu(&mut tx, worker, started, out, cost).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// How an attempt ran, for `cpu_metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCost {
+    /// The first job of this worker process (caches and models not yet warm).
+    pub cold: bool,
+    pub wall_seconds: f64,
+}
+
+/// One `cpu_metrics` row per finished job, written with the job's completion.
+async fn record_cpu(
+    tx: &mut Transaction<'_, Postgres>,
+    worker: &str,
+    started: &Started,
+    out: &JobOutput,
+    cost: &AttemptCost,
+) -> Result<(), sqlx::Error> {
+    let p = &out.processed;
+    let stage = |name: &str| -> Option<f64> {
+        let mut found = p.stages.iter().filter(|s| s.name == name).peekable();
+        found.peek()?;
+        Some(found.map(|s| s.cpu_seconds).sum())
+    };
+    let total: f64 = p.stages.iter().map(|s| s.cpu_seconds).sum();
+    sqlx::query(
+        "INSERT INTO cpu_metrics (job_id, worker_id, execution_temperature, processing_path,
+                total_cpu_seconds, total_wall_seconds, fetch_cpu_seconds, decode_cpu_seconds,
+                quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
+                ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds, input_file_size_bytes,
+                output_file_size_bytes, quality_score, ocr_confidence, enhancement_skipped,
+                page_count)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, input_bytes, $15,
+                $16, $17, $18, 1
+         FROM jobs WHERE id = $1",
+    )
+    .bind(started.input.job_id)
+    .bind(worker)
+    .bind(if cost.cold { "cold" } else { "warm" })
+    .bind(p.path.as_str())
+    .bind(total)
+    .bind(cost.wall_seconds)
+    .bind(stage("fetch"))
+    .bind(stage("decode"))
+    .bind(stage("quality"))
+    .bind(stage("pre_ocr"))
+    .bind(stage("enhance"))
+    .bind(stage("ocr"))
+    .bind(stage("schema"))
+    .bind(stage("upload"))
+    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(f64::from(p.quality.score))
+    .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
+    .bind(p.enhancement.is_none())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: retried after a persisted backoff when `retryable` and attempts
+/// remain, failed for good otherwise. Returns the job's new state, or None when the task is no
+/// longer held by this attempt (then nothing is recorded).
+pub async fn fail(
+    pool: &PgPool,
+    worker: &str,
+    started: &Started,
+    code: ErrorCode,
+    retryable: bool,
+    message: &str,
+    backoff: Duration,
+) -> Result<Option<&'static str>, sqlx::Error> {
+    let retry = retryable && started.attempt < started.max_attempts;
+    let mut tx = pool.begin().await?;
+    let (status, delay) = if retry {
+        ("Failed", Some(backoff))
+    } else {
+        ("Killed", None)
+    };
+    if !apalis::finish(&mut tx, started.holder(worker), status, delay).await? {
+        return Ok(None);
+    }
+    let state = if retry { "pending" } else { "failed" };
+    sqlx::query(
+        "UPDATE jobs SET state = $2, error_code = $3, error_message = $4, updated_at = now(),
+                finished_at = CASE WHEN $2 = 'failed' THEN now() END
+         WHERE id = $1",
+    )
+    .bind(started.input.job_id)
+    .bind(state)
+    .bind(code.as_str())
+    .bind(message)
+    .execute(&mut *tx)
+    .await?;
+    record_error(&mut tx, started, worker, code, retryable, message).await?;
+    if !retry && code.refundable() {
+        refund(&mut *tx, started.input.job_id).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(state))
+}
+
+/// Gives a failed job's credit back to its user, exactly once (the job's `credits_charged` is
+/// cleared in the same statement).
+pub async fn refund<'e, E>(executor: E, job: Uuid) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    sqlx::query(
+        "WITH owed AS (
+             SELECT user_id, credits_charged FROM jobs
+             WHERE id = $1 AND credits_charged > 0 FOR UPDATE
+         ), cleared AS (
+             UPDATE jobs SET credits_charged = 0 FROM owed WHERE jobs.id = $1
+         )
+         UPDATE user_credits u SET balance = u.balance + owed.credits_charged, updated_at = now()
+         FROM owed WHERE u.user_id = owed.user_id",
+    )
+    .bind(job)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Hands an unfinished task back (graceful shutdown): the attempt is not charged. Nothing
+/// happens when the task is no longer held by this attempt.
+pub async fn release(pool: &PgPool, worker: &str, started: &Started) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if apalis::release(&mut tx, started.holder(worker)).await? {
+        sqlx::query(
+            "UPDATE jobs SET state = 'pending', attempts = GREATEST(attempts - 1, 0),
+                    updated_at = now()
+             WHERE id = $1 AND state = 'processing'",
+        )
+        .bind(started.input.job_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn record_error(
+    tx: &mut Transaction<'_, Postgres>,
+    started: &Started,
+    worker: &str,
+    code: ErrorCode,
+    retryable: bool,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO error_events (job_id, error_code, error_stage, retryable, attempt,
+                                   correlation_id, message, worker_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(started.input.job_id)
+    .bind(code.as_str())
+    .bind(code.stage())
+    .bind(retryable)
+    .bind(started.attempt)
+    .bind(&started.correlation_id)
+    .bind(message)
+    .bind(worker)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
