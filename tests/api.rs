@@ -563,9 +563,10 @@ async fn compiled_in_portal_rules_match_the_database() -> Result<()> {
     builtin.sort_by(|a, b| a.slug.cmp(&b.slug));
     assert_eq!(from_db.len(), builtin.len());
     for (db, bi) in from_db.iter().zip(&builtin) {
-        // Same rule but for the row id, which only the database assigns.
+        // Same rule but for the row id and version, which only the database assigns.
         let mut bi = bi.clone();
         bi.id = db.id;
+        bi.version = db.version;
         assert_eq!(db, &bi);
     }
     Ok(())

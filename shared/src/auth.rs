@@ -2,7 +2,8 @@
 //! secret; with a JWKS endpoint configured, RS256/ES256 tokens of an identity provider (Supabase,
 //! any OIDC issuer) are accepted too, checked against its published keys.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ pub struct ProviderSettings {
 pub struct TokenVerifier {
     secret: String,
     provider: ProviderSettings,
-    jwks: Option<std::sync::Arc<JwksCache>>,
+    jwks: Option<Arc<JwksCache>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -75,7 +76,7 @@ impl TokenVerifier {
         let jwks = provider
             .jwks_url
             .clone()
-            .map(|url| std::sync::Arc::new(JwksCache::new(url)));
+            .map(|url| Arc::new(JwksCache::new(url)));
         Self {
             secret: secret.to_owned(),
             provider,
@@ -121,25 +122,56 @@ impl TokenVerifier {
 
 /// The provider's keys, fetched on first use, refreshed every 10 minutes and when a token names
 /// an unknown key (key rotation), but at most every 30 s so bad tokens cannot hammer it.
+///
+/// A check never holds a lock across the fetch: it takes a snapshot of the cached set, and one
+/// refresh at a time runs outside that lock. A check whose key is cached therefore never waits
+/// for the provider, even while a refresh is in progress (a slow provider would otherwise hold up
+/// every RS256/ES256 request); only a check that needs the refresh (no keys yet, or its key is
+/// unknown) waits for it.
 struct JwksCache {
     url: String,
     client: reqwest::Client,
-    state: tokio::sync::Mutex<Option<(std::time::Instant, jsonwebtoken::jwk::JwkSet)>>,
+    max_age: Duration,
+    min_refresh: Duration,
+    /// The last key set fetched; locked only to copy or replace the `Arc`.
+    cached: std::sync::Mutex<Option<Arc<FetchedKeys>>>,
+    /// Held by the one refresh in progress.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+struct FetchedKeys {
+    at: Instant,
+    set: jsonwebtoken::jwk::JwkSet,
 }
 
 impl JwksCache {
-    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
-    const MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+    const MAX_AGE: Duration = Duration::from_secs(600);
+    const MIN_REFRESH: Duration = Duration::from_secs(30);
 
     fn new(url: String) -> Self {
+        Self::with_timing(url, Self::MAX_AGE, Self::MIN_REFRESH)
+    }
+
+    fn with_timing(url: String, max_age: Duration, min_refresh: Duration) -> Self {
         Self {
             url,
             client: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
+                .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            state: tokio::sync::Mutex::new(None),
+            max_age,
+            min_refresh,
+            cached: std::sync::Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn snapshot(&self) -> Option<Arc<FetchedKeys>> {
+        // Nothing panics while the lock is held, so a poisoned lock still holds a whole value.
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     async fn fetch(&self) -> Result<jsonwebtoken::jwk::JwkSet> {
@@ -155,23 +187,62 @@ impl JwksCache {
             .map_err(|e| Error::Auth(format!("the JWKS is not a key set: {e}")))
     }
 
-    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey> {
-        let mut state = self.state.lock().await;
-        let stale = state.as_ref().is_none_or(|(at, set)| {
-            at.elapsed() > Self::MAX_AGE
-                || (set.find(kid).is_none() && at.elapsed() > Self::MIN_REFRESH)
-        });
-        if stale {
-            match self.fetch().await {
-                Ok(set) => *state = Some((std::time::Instant::now(), set)),
-                // Keep serving the keys we have when the provider is briefly unreachable.
-                Err(e) if state.is_none() => return Err(e),
-                Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; using cached keys"),
+    /// Whether the keys at hand must be fetched again before `kid` is looked up.
+    fn stale(&self, keys: Option<&FetchedKeys>, kid: &str) -> bool {
+        keys.is_none_or(|k| {
+            k.at.elapsed() > self.max_age
+                || (k.set.find(kid).is_none() && k.at.elapsed() > self.min_refresh)
+        })
+    }
+
+    /// Fetches the keys if they are (still) stale. Called with `refreshing` held, so it sees
+    /// the result of the refresh it may have waited for and does not repeat it.
+    async fn refresh(&self, kid: &str) -> Result<Option<Arc<FetchedKeys>>> {
+        let current = self.snapshot();
+        if !self.stale(current.as_deref(), kid) {
+            return Ok(current);
+        }
+        match self.fetch().await {
+            Ok(set) => {
+                let fresh = Arc::new(FetchedKeys {
+                    at: Instant::now(),
+                    set,
+                });
+                *self
+                    .cached
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh.clone());
+                Ok(Some(fresh))
+            }
+            // Keep serving the keys we have when the provider is briefly unreachable.
+            Err(e) if current.is_none() => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refresh failed; using cached keys");
+                Ok(current)
             }
         }
-        let jwk = state
+    }
+
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey> {
+        let cached = self.snapshot();
+        let has_key = cached.as_ref().is_some_and(|k| k.set.find(kid).is_some());
+        let keys = if !self.stale(cached.as_deref(), kid) {
+            cached
+        } else if has_key {
+            // Old keys but ours among them: refresh unless a refresh is already under way, in
+            // which case the cached key serves until it ends.
+            match self.refreshing.try_lock() {
+                Ok(_refreshing) => self.refresh(kid).await?,
+                Err(_) => cached,
+            }
+        } else {
+            // No keys yet, or ours is unknown: only a refresh can tell.
+            let _refreshing = self.refreshing.lock().await;
+            self.refresh(kid).await?
+        };
+        let jwk = keys
             .as_ref()
-            .and_then(|(_, set)| set.find(kid))
+            .and_then(|k| k.set.find(kid))
             .ok_or_else(|| Error::Auth(format!("no key {kid:?} in the JWKS")))?;
         // A key published for one algorithm is not used with another.
         if let Some(published) = jwk.common.key_algorithm
@@ -216,6 +287,151 @@ mod tests {
         // RS256 without a configured JWKS.
         let rs = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsifQ.e30.c2ln";
         assert!(ours.verify(rs).await.is_err());
+        Ok(())
+    }
+
+    /// The test keys of `tests/fixtures/jwks` (see its README).
+    fn fixture(name: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tests/fixtures/jwks")
+                .join(name),
+        )
+    }
+
+    fn rs256_token(kid: &str, user: Uuid) -> Result<String> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({"sub": user.to_string(), "aud": "authenticated",
+                                        "exp": now() + 600});
+        Ok(jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_rsa_pem(&fixture("rsa.pem")?)?,
+        )?)
+    }
+
+    /// A JWKS endpoint on loopback that answers its first request at once and holds every later
+    /// one until `release` is set, announcing each on `held`. Counts the most requests it ever
+    /// held unanswered at once.
+    struct SlowProvider {
+        url: String,
+        held: tokio::sync::mpsc::UnboundedReceiver<()>,
+        release: tokio::sync::watch::Sender<bool>,
+        max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    async fn slow_provider() -> Result<SlowProvider> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let jwks = fixture("jwks.json")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
+        let (held_tx, held) = tokio::sync::mpsc::unbounded_channel();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let max = max_in_flight.clone();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            let mut served = 0usize;
+            while let Ok((mut conn, _)) = listener.accept().await {
+                served += 1;
+                let first = served == 1;
+                let (jwks, held_tx, mut released) =
+                    (jwks.clone(), held_tx.clone(), released.clone());
+                let (in_flight, max) = (in_flight.clone(), max.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // Counted until the answer starts: the client cannot send its next
+                    // request before that.
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(now, Ordering::SeqCst);
+                    if !first {
+                        let _ = held_tx.send(());
+                        let _ = released.wait_for(|&r| r).await;
+                    }
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n",
+                        jwks.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(&jwks).await;
+                });
+            }
+        });
+        Ok(SlowProvider {
+            url,
+            held,
+            release,
+            max_in_flight,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_cached_key_is_not_held_up_by_a_slow_refresh() -> Result<()> {
+        let mut provider = slow_provider().await?;
+        // Unknown keys trigger a refresh at once, so the test needs no 30 s wait.
+        let cache =
+            JwksCache::with_timing(provider.url.clone(), JwksCache::MAX_AGE, Duration::ZERO);
+        let verifier = TokenVerifier {
+            secret: "unused".into(),
+            provider: ProviderSettings {
+                audience: Some("authenticated".into()),
+                ..ProviderSettings::default()
+            },
+            jwks: Some(Arc::new(cache)),
+        };
+        let user = Uuid::new_v4();
+        let cached = rs256_token("test-rsa", user)?;
+        // The first check fetches the keys (the provider answers it at once).
+        assert_eq!(verifier.verify(&cached).await?, user);
+
+        // Two tokens naming a key the set lacks: each needs a refresh, which the provider holds.
+        let unknown = rs256_token("rotated-key", user)?;
+        let stuck: Vec<_> = (0..2)
+            .map(|_| {
+                let (verifier, token) = (verifier.clone(), unknown.clone());
+                tokio::spawn(async move { verifier.verify(&token).await })
+            })
+            .collect();
+        let reached = tokio::time::timeout(Duration::from_secs(5), provider.held.recv()).await;
+        assert!(
+            matches!(reached, Ok(Some(()))),
+            "no refresh reached the provider"
+        );
+
+        // Meanwhile a token whose key is cached is verified promptly.
+        let quick = tokio::time::timeout(Duration::from_secs(1), verifier.verify(&cached)).await;
+        assert!(
+            matches!(quick, Ok(Ok(u)) if u == user),
+            "the cached key waited for the refresh: {quick:?}"
+        );
+
+        // Once the provider answers, the unknown key is still refused, and it never had two
+        // refreshes at once.
+        let _ = provider.release.send(true);
+        for task in stuck {
+            let result = tokio::time::timeout(Duration::from_secs(10), task).await;
+            assert!(
+                matches!(result, Ok(Ok(Err(Error::Auth(ref m)))) if m.contains("rotated-key")),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            provider
+                .max_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
         Ok(())
     }
 }

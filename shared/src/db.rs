@@ -5,8 +5,11 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use chrono::NaiveDate;
+
 use crate::Result;
-use crate::domain::PortalRule;
+use crate::domain::{DocumentKind, OutputFormat, PortalRule};
+use crate::portals::RuleFile;
 
 /// The apalis queue (its `job_type`) every Rythmiq job goes through.
 pub const QUEUE: &str = "rythmiq::process";
@@ -101,11 +104,123 @@ async fn scoped(
     Ok(tx)
 }
 
-/// Applies apalis-postgres' schema (in the `apalis` schema) and then ours.
+/// Applies apalis-postgres' schema (in the `apalis` schema), then ours, then makes the rule
+/// files of `portal-rules/` the active portal rules ([`load_portal_rules`]).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     apalis_postgres::PostgresStorage::setup(pool).await?;
     sqlx::migrate!("../migrations").run(pool).await?;
+    load_portal_rules(pool, &crate::portals::files()?).await?;
     Ok(())
+}
+
+/// What `portal_schemas` stores of one rule version, as compared with its file.
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct StoredRule {
+    name: String,
+    kind: DocumentKind,
+    width: i32,
+    height: i32,
+    dpi: i32,
+    format: OutputFormat,
+    min_kb: i32,
+    max_kb: i32,
+    filename_pattern: String,
+    background: String,
+    source_url: Option<String>,
+    source_checked_on: Option<NaiveDate>,
+}
+
+impl From<&RuleFile> for StoredRule {
+    fn from(f: &RuleFile) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind,
+            width: f.width,
+            height: f.height,
+            dpi: f.dpi,
+            format: f.format,
+            min_kb: f.min_kb,
+            max_kb: f.max_kb,
+            filename_pattern: f.filename_pattern.clone(),
+            background: f.background.clone(),
+            source_url: Some(f.source.url.clone()),
+            source_checked_on: Some(f.source.checked),
+        }
+    }
+}
+
+/// A rule version [`load_portal_rules`] made active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivatedRule {
+    pub id: uuid::Uuid,
+    pub slug: String,
+    pub version: i32,
+}
+
+/// Makes each rule file the active version of its slug, in one transaction: where the active
+/// row stores the same values (source included) nothing changes; otherwise that row is
+/// deactivated and a row with the slug's next version becomes active. Rows are never changed
+/// otherwise or deleted, because jobs keep the id of the version they were created with.
+/// Slugs without a file are left as they are. Returns the versions it activated.
+pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<ActivatedRule>> {
+    let mut tx = pool.begin().await?;
+    // One loader at a time (`rythmiq migrate` may run twice at once), without blocking readers
+    // or the foreign-key checks of job inserts, which take weaker locks.
+    sqlx::query("LOCK TABLE portal_schemas IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let mut activated = Vec::new();
+    for file in files {
+        let wanted = StoredRule::from(file);
+        let active: Option<StoredRule> = sqlx::query_as(
+            "SELECT name, kind, width, height, dpi, format, min_kb, max_kb, filename_pattern, \
+                    background, source_url, source_checked_on \
+             FROM portal_schemas WHERE slug = $1 AND active",
+        )
+        .bind(&file.slug)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if active.as_ref() == Some(&wanted) {
+            continue;
+        }
+        // Before the insert: at most one active row per slug (`portal_schemas_one_active`).
+        sqlx::query("UPDATE portal_schemas SET active = FALSE WHERE slug = $1 AND active")
+            .bind(&file.slug)
+            .execute(&mut *tx)
+            .await?;
+        let (id, version): (uuid::Uuid, i32) = sqlx::query_as(
+            "INSERT INTO portal_schemas \
+                 (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
+                  filename_pattern, background, source_url, source_checked_on, active) \
+             SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                    $11, $12, $13, TRUE \
+             FROM portal_schemas WHERE slug = $1 \
+             RETURNING id, version",
+        )
+        .bind(&file.slug)
+        .bind(&wanted.name)
+        .bind(wanted.kind)
+        .bind(wanted.width)
+        .bind(wanted.height)
+        .bind(wanted.dpi)
+        .bind(wanted.format)
+        .bind(wanted.min_kb)
+        .bind(wanted.max_kb)
+        .bind(&wanted.filename_pattern)
+        .bind(&wanted.background)
+        .bind(&wanted.source_url)
+        .bind(wanted.source_checked_on)
+        .fetch_one(&mut *tx)
+        .await?;
+        tracing::info!(slug = %file.slug, version, "portal rule version activated");
+        activated.push(ActivatedRule {
+            id,
+            slug: file.slug.clone(),
+            version,
+        });
+    }
+    tx.commit().await?;
+    Ok(activated)
 }
 
 /// Whether every migration this build knows has been applied (for `/readyz`).
@@ -186,6 +301,27 @@ pub async fn active_portals(pool: &PgPool) -> Result<Vec<PortalRule>> {
     )))
     .fetch_all(pool)
     .await?)
+}
+
+/// An active portal rule with the public source its values were checked against.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SourcedPortalRule {
+    #[sqlx(flatten)]
+    pub rule: PortalRule,
+    pub source_url: Option<String>,
+    pub source_checked_on: Option<NaiveDate>,
+}
+
+/// All active portal rules with their sources, by slug.
+pub async fn active_portals_with_sources(pool: &PgPool) -> Result<Vec<SourcedPortalRule>> {
+    Ok(
+        sqlx::query_as::<_, SourcedPortalRule>(sqlx::AssertSqlSafe(format!(
+            "SELECT {PORTAL_COLUMNS}, source_url, source_checked_on FROM portal_schemas \
+         WHERE active ORDER BY slug"
+        )))
+        .fetch_all(pool)
+        .await?,
+    )
 }
 
 #[cfg(test)]

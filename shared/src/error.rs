@@ -23,6 +23,16 @@ pub enum Error {
     EmbeddedPg(#[from] crate::embedded_pg::EmbeddedPgError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A file of `portal-rules/` that is not a rule's TOML.
+    #[error("portal-rules/{file}: {source}")]
+    PortalRuleFile {
+        file: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A file of `portal-rules/` whose values no rule may have.
+    #[error("portal-rules/{file}: {reason}")]
+    PortalRuleInvalid { file: String, reason: String },
 }
 
 impl Error {

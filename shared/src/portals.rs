@@ -1,147 +1,171 @@
-//! The portal rules compiled into the binary, for `rythmiq process` (no database). They are parsed
-//! from the very migration that seeds `portal_schemas`, so the two can never drift apart.
+//! The portal rules of `portal-rules/` (one TOML file per rule; its README gives the format).
+//! They are compiled into the binary, for `rythmiq process` (no database), and
+//! [`crate::db::migrate`] loads them into `portal_schemas`, so both read the same files.
 
+use chrono::NaiveDate;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::domain::{DocumentKind, OutputFormat, PortalRule};
 use crate::{Error, Result};
 
-const SEED_SQL: &str = include_str!("../../migrations/20261129000002_seed_portal_schemas.sql");
+// `FILES`: every `portal-rules/*.toml` as (file name, contents), listed by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/portal_rules.rs"));
 
-/// The column list every seed INSERT uses; the parser refuses any other shape.
-const COLUMNS: &str = "slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                       filename_pattern, background, source_url, active";
-
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Text(String),
-    Int(i64),
-    Bool(bool),
+/// One rule as its file states it: the values jobs are fitted to and where they come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub slug: String,
+    pub name: String,
+    pub kind: DocumentKind,
+    pub width: i32,
+    pub height: i32,
+    pub dpi: i32,
+    pub format: OutputFormat,
+    /// Smallest accepted size, read as KiB (see [`PortalRule::byte_window`]).
+    pub min_kb: i32,
+    /// Largest accepted size, read as 1,000-byte KB.
+    pub max_kb: i32,
+    pub filename_pattern: String,
+    pub background: String,
+    pub source: Source,
 }
 
-/// Splits one `( … )` tuple of SQL literals.
-fn literals(tuple: &str) -> Result<Vec<Value>> {
-    let bad = |what: &str| Error::Config(format!("seed SQL: {what} in {tuple:?}"));
-    let mut out = Vec::new();
-    let mut chars = tuple.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        match c {
-            ' ' | '\n' | '\r' | '\t' | ',' => {
-                chars.next();
-            }
-            '\'' => {
-                chars.next();
-                let mut s = String::new();
-                loop {
-                    match chars.next() {
-                        Some('\'') if chars.peek() == Some(&'\'') => {
-                            chars.next();
-                            s.push('\'');
-                        }
-                        Some('\'') => break,
-                        Some(ch) => s.push(ch),
-                        None => return Err(bad("unterminated string")),
-                    }
-                }
-                out.push(Value::Text(s));
-            }
-            _ => {
-                let mut word = String::new();
-                while let Some(&ch) = chars.peek() {
-                    if ch == ',' || ch.is_whitespace() {
-                        break;
-                    }
-                    word.push(ch);
-                    chars.next();
-                }
-                out.push(match word.to_ascii_uppercase().as_str() {
-                    "TRUE" => Value::Bool(true),
-                    "FALSE" => Value::Bool(false),
-                    _ => Value::Int(word.parse().map_err(|_| bad("unexpected token"))?),
-                });
-            }
-        }
+/// Where a rule's values come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The public page the values were checked against (stored as `source_url`).
+    pub url: String,
+    /// When the values were last checked against it (stored as `source_checked_on`).
+    #[serde(deserialize_with = "toml_date")]
+    pub checked: NaiveDate,
+    /// Further public pages that corroborate the values, or disagree and say how (file only).
+    #[serde(default)]
+    pub also: Vec<String>,
+}
+
+/// A TOML local date (`checked = 2026-11-29`): not a string, and no time or offset.
+fn toml_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    use serde::de::Error as _;
+    let dt = toml::value::Datetime::deserialize(d)?;
+    match (dt.date, dt.time, dt.offset) {
+        (Some(date), None, None) => NaiveDate::from_ymd_opt(
+            i32::from(date.year),
+            u32::from(date.month),
+            u32::from(date.day),
+        )
+        .ok_or_else(|| D::Error::custom(format!("{dt} is not a calendar date"))),
+        _ => Err(D::Error::custom(format!(
+            "expected a plain date such as 2026-11-29, found {dt}"
+        ))),
     }
-    Ok(out)
 }
 
-fn normalise(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Every active rule seeded by the migrations.
-pub fn builtin() -> Result<Vec<PortalRule>> {
-    let sql: String = SEED_SQL
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mut rules = Vec::new();
-    for (i, stmt) in sql.split("INSERT INTO portal_schemas").skip(1).enumerate() {
-        let (cols, rest) = stmt
-            .split_once("VALUES")
-            .ok_or_else(|| Error::Config("seed SQL: INSERT without VALUES".into()))?;
-        let cols = cols.trim().trim_start_matches('(').trim_end_matches(')');
-        if normalise(cols) != normalise(COLUMNS) {
-            return Err(Error::Config(format!(
-                "seed SQL: unexpected columns {cols:?}"
-            )));
-        }
-        let tuple = rest
-            .trim()
-            .strip_prefix('(')
-            .and_then(|r| r.trim_end().strip_suffix(");"))
-            .ok_or_else(|| Error::Config("seed SQL: expected one (…); tuple per INSERT".into()))?;
-        let v = literals(tuple)?;
-        let rule = to_rule(i, &v).ok_or_else(|| {
-            Error::Config(format!(
-                "seed SQL: tuple {i} does not match the columns: {v:?}"
-            ))
+impl RuleFile {
+    /// Parses the contents of `portal-rules/<file>` and checks it is a rule the database
+    /// accepts (the same bounds as `portal_schemas`' constraints), named after its slug.
+    pub fn parse(file: &str, text: &str) -> Result<Self> {
+        let rule: RuleFile = toml::from_str(text).map_err(|source| Error::PortalRuleFile {
+            file: file.to_owned(),
+            source,
         })?;
-        if matches!(v.get(13), Some(Value::Bool(true))) {
-            rules.push(rule);
+        rule.check(file)
+            .map_err(|reason| Error::PortalRuleInvalid {
+                file: file.to_owned(),
+                reason,
+            })?;
+        Ok(rule)
+    }
+
+    fn check(&self, file: &str) -> std::result::Result<(), String> {
+        if file.strip_suffix(".toml") != Some(self.slug.as_str()) {
+            return Err(format!(
+                "the slug {:?} must be the file name without `.toml`",
+                self.slug
+            ));
+        }
+        let slug_ok = !self.slug.is_empty()
+            && self
+                .slug
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug_ok {
+            return Err(format!(
+                "the slug {:?} may hold only a-z, 0-9 and '-'",
+                self.slug
+            ));
+        }
+        for (what, value) in [
+            ("name", &self.name),
+            ("filename_pattern", &self.filename_pattern),
+            ("background", &self.background),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{what} is empty"));
+            }
+        }
+        for (what, value, range) in [
+            ("width", self.width, 16..=10_000),
+            ("height", self.height, 16..=10_000),
+            ("dpi", self.dpi, 50..=1200),
+        ] {
+            if !range.contains(&value) {
+                return Err(format!("{what} {value} is outside {range:?}"));
+            }
+        }
+        if self.min_kb < 0 || self.min_kb >= self.max_kb {
+            return Err(format!(
+                "min_kb {} and max_kb {} must satisfy 0 <= min_kb < max_kb",
+                self.min_kb, self.max_kb
+            ));
+        }
+        for url in std::iter::once(&self.source.url).chain(&self.source.also) {
+            if !url.starts_with("https://") || url.contains(char::is_whitespace) {
+                return Err(format!("{url:?} is not a public https:// address"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rule as jobs use it, with the row id and version the caller assigns.
+    pub fn to_rule(&self, id: Uuid, version: i32) -> PortalRule {
+        PortalRule {
+            id,
+            slug: self.slug.clone(),
+            version,
+            name: self.name.clone(),
+            kind: self.kind,
+            width: self.width,
+            height: self.height,
+            dpi: self.dpi,
+            format: self.format,
+            min_kb: self.min_kb,
+            max_kb: self.max_kb,
+            filename_pattern: self.filename_pattern.clone(),
+            background: self.background.clone(),
         }
     }
-    Ok(rules)
 }
 
-fn to_rule(index: usize, v: &[Value]) -> Option<PortalRule> {
-    let text = |i: usize| match v.get(i) {
-        Some(Value::Text(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let int = |i: usize| match v.get(i) {
-        Some(Value::Int(n)) => i32::try_from(*n).ok(),
-        _ => None,
-    };
-    let kind = match text(3)?.as_str() {
-        "photo" => DocumentKind::Photo,
-        "signature" => DocumentKind::Signature,
-        "document" => DocumentKind::Document,
-        _ => return None,
-    };
-    let format = match text(7)?.as_str() {
-        "jpeg" => OutputFormat::Jpeg,
-        "png" => OutputFormat::Png,
-        "pdf" => OutputFormat::Pdf,
-        _ => return None,
-    };
-    Some(PortalRule {
-        // Offline rules have no database row; a stable id per position is enough.
-        id: Uuid::from_u128(index as u128 + 1),
-        slug: text(0)?,
-        version: int(1)?,
-        name: text(2)?,
-        kind,
-        width: int(4)?,
-        height: int(5)?,
-        dpi: int(6)?,
-        format,
-        min_kb: int(8)?,
-        max_kb: int(9)?,
-        filename_pattern: text(10)?,
-        background: text(11)?,
-    })
+/// Every rule file compiled into this build, in file-name order.
+pub fn files() -> Result<Vec<RuleFile>> {
+    FILES
+        .iter()
+        .map(|(file, text)| RuleFile::parse(file, text))
+        .collect()
+}
+
+/// Every compiled-in rule, in slug order. These have no database row: the id is a placeholder
+/// stable within a build and the version is 0; the database assigns both (see
+/// [`crate::db::load_portal_rules`]).
+pub fn builtin() -> Result<Vec<PortalRule>> {
+    Ok(files()?
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.to_rule(Uuid::from_u128(i as u128 + 1), 0))
+        .collect())
 }
 
 /// The built-in rule for `slug`.
@@ -153,40 +177,304 @@ pub fn find(slug: &str) -> Result<Option<PortalRule>> {
 mod tests {
     use super::*;
 
+    /// The rule set the binary carried before the rules moved to `portal-rules/`, as
+    /// (slug, name, kind, width, height, dpi, format, min_kb, max_kb, filename_pattern,
+    /// background, source url).
+    #[allow(clippy::type_complexity)]
+    const BEFORE: [(
+        &str,
+        &str,
+        DocumentKind,
+        i32,
+        i32,
+        i32,
+        OutputFormat,
+        i32,
+        i32,
+        &str,
+        &str,
+        &str,
+    ); 9] = {
+        use DocumentKind::*;
+        use OutputFormat::*;
+        [
+            (
+                "neet-ug-2026-photo",
+                "NEET (UG) 2026 - Passport-size photograph",
+                Photo,
+                200,
+                230,
+                200,
+                Jpeg,
+                10,
+                100,
+                "neet_photo_{job_id}",
+                "white",
+                "https://www.financialexpress.com/jobs-career/education-neet-ug-2026-registration-to-close-soon-check-nta-guidelines-to-upload-image-signature-key-details-4164099/",
+            ),
+            (
+                "neet-ug-2026-signature",
+                "NEET (UG) 2026 - Signature",
+                Signature,
+                413,
+                177,
+                300,
+                Jpeg,
+                10,
+                30,
+                "neet_signature_{job_id}",
+                "white",
+                "https://www.pw.live/news/neet-ug-2026-registration-documents-required-size-format-nta",
+            ),
+            (
+                "jee-main-2026-photo",
+                "JEE (Main) 2026 - Photograph",
+                Photo,
+                413,
+                531,
+                300,
+                Jpeg,
+                10,
+                200,
+                "jee_main_photo_{job_id}",
+                "white",
+                "https://education.indianexpress.com/news/jee-main-2026-application-form-closing-on-november-27-check-image-specifications-instructions-for-password-2518256",
+            ),
+            (
+                "jee-main-2026-signature",
+                "JEE (Main) 2026 - Signature",
+                Signature,
+                413,
+                177,
+                300,
+                Jpeg,
+                10,
+                100,
+                "jee_main_signature_{job_id}",
+                "white",
+                "https://education.indianexpress.com/news/jee-main-2026-application-form-closing-on-november-27-check-image-specifications-instructions-for-password-2518256",
+            ),
+            (
+                "passport-india-photo",
+                "Passport Seva (India) - Applicant photograph",
+                Photo,
+                630,
+                810,
+                457,
+                Jpeg,
+                10,
+                250,
+                "passport_photo_{job_id}",
+                "white",
+                "https://www.photopass.ai/blog/630x810-pixel-photo-indian-passport",
+            ),
+            (
+                "ibps-2026-photo",
+                "IBPS CRP 2026 - Photograph",
+                Photo,
+                200,
+                230,
+                200,
+                Jpeg,
+                20,
+                50,
+                "ibps_photo_{job_id}",
+                "light",
+                "https://guidely.in/blog/ibps-po-photo-and-signature-size",
+            ),
+            (
+                "ibps-2026-signature",
+                "IBPS CRP 2026 - Signature",
+                Signature,
+                140,
+                60,
+                200,
+                Jpeg,
+                10,
+                20,
+                "ibps_signature_{job_id}",
+                "white",
+                "https://guidely.in/blog/ibps-po-photo-and-signature-size",
+            ),
+            (
+                "aadhaar-update-document",
+                "UIDAI Aadhaar update - Supporting document",
+                Document,
+                1240,
+                1754,
+                150,
+                Pdf,
+                0,
+                2000,
+                "aadhaar_document_{job_id}",
+                "any",
+                "https://en.vikaspedia.in/e-governance/online-citizen-services/government-to-citizen-services-g2c/all-about-aadhaar/update-your-aadhaar-data",
+            ),
+            (
+                "college-generic-photo",
+                "College admission (generic) - Passport-size photograph",
+                Photo,
+                413,
+                531,
+                300,
+                Jpeg,
+                20,
+                200,
+                "college_photo_{job_id}",
+                "light",
+                "https://dev.to/passportsizephoto/document-photos-are-specified-in-millimetres-your-canvas-works-in-pixels-5ab7",
+            ),
+        ]
+    };
+
+    const VALID: &str = r#"
+slug = "x-photo"
+name = "X"
+kind = "photo"
+width = 200
+height = 230
+dpi = 200
+format = "jpeg"
+min_kb = 10
+max_kb = 100
+filename_pattern = "x_{job_id}"
+background = "white"
+
+[source]
+url = "https://example.org/x"
+checked = 2026-11-29
+"#;
+
     #[test]
-    fn parses_every_seeded_rule() -> Result<()> {
+    fn every_file_parses_and_is_named_after_its_slug() -> Result<()> {
+        // `files()` stops at the first bad file; this names every one.
+        let bad: Vec<String> = FILES
+            .iter()
+            .filter_map(|(file, text)| RuleFile::parse(file, text).err())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+        assert_eq!(files()?.len(), FILES.len());
+        Ok(())
+    }
+
+    #[test]
+    fn the_files_hold_the_rule_set_the_binary_had_before() -> Result<()> {
+        let files = files()?;
+        let mut slugs: Vec<&str> = files.iter().map(|f| f.slug.as_str()).collect();
+        let mut before: Vec<&str> = BEFORE.iter().map(|b| b.0).collect();
+        slugs.sort_unstable();
+        before.sort_unstable();
+        assert_eq!(slugs, before);
+        let checked = NaiveDate::from_ymd_opt(2026, 11, 29);
+        for b in BEFORE {
+            let f = files
+                .iter()
+                .find(|f| f.slug == b.0)
+                .ok_or_else(|| Error::Config(b.0.into()))?;
+            let got = (
+                f.slug.as_str(),
+                f.name.as_str(),
+                f.kind,
+                f.width,
+                f.height,
+                f.dpi,
+                f.format,
+                f.min_kb,
+                f.max_kb,
+                f.filename_pattern.as_str(),
+                f.background.as_str(),
+                f.source.url.as_str(),
+            );
+            assert_eq!(got, b);
+            assert_eq!(Some(f.source.checked), checked, "{}", f.slug);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn builtin_and_find_serve_the_files() -> Result<()> {
         let rules = builtin()?;
-        assert!(rules.len() >= 9, "{}", rules.len());
+        assert_eq!(rules.len(), BEFORE.len());
+        assert!(rules.windows(2).all(|w| w[0].slug < w[1].slug));
         let neet = find("neet-ug-2026-photo")?.ok_or_else(|| Error::Config("neet".into()))?;
         assert_eq!(
             (neet.width, neet.height, neet.dpi, neet.min_kb, neet.max_kb),
             (200, 230, 200, 10, 100)
         );
-        assert_eq!(neet.format, OutputFormat::Jpeg);
-        let ibps = find("ibps-2026-signature")?.ok_or_else(|| Error::Config("ibps".into()))?;
-        assert_eq!(
-            (ibps.width, ibps.height, ibps.min_kb, ibps.max_kb),
-            (140, 60, 10, 20)
-        );
         assert_eq!(
             find("aadhaar-update-document")?.map(|r| r.format),
             Some(OutputFormat::Pdf)
         );
+        assert_eq!(find("no-such-portal")?, None);
         Ok(())
     }
 
     #[test]
-    fn literal_parser_handles_quotes_and_rejects_garbage() -> Result<()> {
+    fn a_valid_file_parses_with_its_source() -> Result<()> {
+        let f = RuleFile::parse("x-photo.toml", VALID)?;
+        assert_eq!(f.source.url, "https://example.org/x");
         assert_eq!(
-            literals("'it''s', 12, TRUE")?,
-            vec![
-                Value::Text("it's".into()),
-                Value::Int(12),
-                Value::Bool(true)
-            ]
+            Some(f.source.checked),
+            NaiveDate::from_ymd_opt(2026, 11, 29)
         );
-        assert!(literals("'open").is_err());
-        assert!(literals("now()").is_err());
+        assert!(f.source.also.is_empty());
         Ok(())
+    }
+
+    #[test]
+    fn a_malformed_file_is_refused_with_its_name() {
+        let cases = [
+            // Not TOML.
+            ("broken.toml", "slug = \"broken\"\nwidth = ".to_owned()),
+            // A misspelt key.
+            ("x-photo.toml", VALID.replace("min_kb", "minkb")),
+            // A missing key.
+            ("x-photo.toml", VALID.replace("dpi = 200\n", "")),
+            // A kind the pipeline does not know.
+            ("x-photo.toml", VALID.replace("\"photo\"", "\"selfie\"")),
+            // The date as a string, or with a time.
+            (
+                "x-photo.toml",
+                VALID.replace("2026-11-29", "\"2026-11-29\""),
+            ),
+            (
+                "x-photo.toml",
+                VALID.replace("2026-11-29", "2026-11-29T10:00:00Z"),
+            ),
+            // No [source].
+            (
+                "x-photo.toml",
+                VALID
+                    .split("[source]")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            // Named after another slug.
+            ("y-photo.toml", VALID.to_owned()),
+            // Values the database would refuse.
+            ("x-photo.toml", VALID.replace("width = 200", "width = 8")),
+            ("x-photo.toml", VALID.replace("dpi = 200", "dpi = 5000")),
+            ("x-photo.toml", VALID.replace("min_kb = 10", "min_kb = 100")),
+            (
+                "x-photo.toml",
+                VALID.replace("name = \"X\"", "name = \" \""),
+            ),
+            // Not a public address.
+            (
+                "x-photo.toml",
+                VALID.replace("https://example", "ftp://example"),
+            ),
+        ];
+        for (file, text) in cases {
+            match RuleFile::parse(file, &text) {
+                Ok(f) => panic!("{file} parsed: {f:?}\n{text}"),
+                Err(e) => assert!(
+                    e.to_string().contains(&format!("portal-rules/{file}")),
+                    "{e}"
+                ),
+            }
+        }
     }
 }

@@ -25,29 +25,41 @@ pub struct PortalView {
     pub min_kb: i32,
     pub max_kb: i32,
     pub background: String,
+    /// The public page the rule's values were checked against.
+    pub source_url: Option<String>,
+    /// When they were last checked against it (`YYYY-MM-DD`).
+    pub source_checked_on: Option<chrono::NaiveDate>,
 }
 
 /// List the portal rules jobs can be created for.
 #[utoipa::path(get, path = "/v1/portal-schemas", tag = "portals",
     responses((status = 200, body = [PortalView])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PortalView>>, ApiError> {
-    let rules = db::active_portals(&state.pool).await?;
+    let rules = db::active_portals_with_sources(&state.pool).await?;
     Ok(Json(
         rules
             .into_iter()
-            .map(|r| PortalView {
-                slug: r.slug,
-                version: r.version,
-                name: r.name,
-                kind: r.kind,
-                width: r.width,
-                height: r.height,
-                dpi: r.dpi,
-                format: r.format,
-                min_kb: r.min_kb,
-                max_kb: r.max_kb,
-                background: r.background,
-            })
+            .map(
+                |db::SourcedPortalRule {
+                     rule: r,
+                     source_url,
+                     source_checked_on,
+                 }| PortalView {
+                    slug: r.slug,
+                    version: r.version,
+                    name: r.name,
+                    kind: r.kind,
+                    width: r.width,
+                    height: r.height,
+                    dpi: r.dpi,
+                    format: r.format,
+                    min_kb: r.min_kb,
+                    max_kb: r.max_kb,
+                    background: r.background,
+                    source_url,
+                    source_checked_on,
+                },
+            )
             .collect(),
     ))
 }
