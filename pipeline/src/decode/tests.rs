@@ -1,17 +1,17 @@
 #![allow(clippy::unwrap_used)]
 
 use super::cmyk_icc::*;
+use super::deadline::OVERDUE_DECODES;
 use super::jpeg_scaled::*;
 use super::progressive::*;
 use super::*;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder, Rgba};
-use super::deadline::OVERDUE_DECODES;
 use image::{Rgb, RgbImage};
+use rythmiq_domain::ErrorCode;
 use std::sync::atomic::Ordering;
 use std::thread;
-use rythmiq_domain::ErrorCode;
 use std::time::{Duration, Instant};
 
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {

@@ -2,13 +2,13 @@
 
 use super::crop::*;
 use super::jpeg::*;
-use super::verify::*;
 use super::png::*;
 use super::resize::*;
 use super::rules::*;
+use super::verify::*;
 use super::*;
-use image::{Rgb, RgbImage};
 use image::{GrayImage, Luma, Rgba, RgbaImage};
+use image::{Rgb, RgbImage};
 use rythmiq_domain::DocumentKind;
 use std::sync::OnceLock;
 use uuid::Uuid;
