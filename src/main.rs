@@ -2,11 +2,9 @@
 
 mod cli;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     let telemetry = {
         use rythmiq_shared::telemetry::{Output, init};
         let output = if args.logs_to_stderr() {
@@ -14,7 +12,7 @@ async fn main() -> std::process::ExitCode {
         } else {
             Output::Stdout
         };
-        init(args.service(), args.default_log_format(), output)
+        init(args.service(), &args.log(), output)
     };
     let code = match cli::run(args).await {
         Ok(code) => code,

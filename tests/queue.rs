@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use common::*;
 use rythmiq_shared::db::Role;
 use rythmiq_shared::domain::ErrorCode;
-use rythmiq_worker::pipeline::JobOutput;
+use rythmiq_worker::job::JobOutput;
 use rythmiq_worker::queue::apalis::{self, WorkerContext};
 use rythmiq_worker::queue::claim::Started;
 use rythmiq_worker::queue::{claim, heartbeat, outcome, reaper};
@@ -488,7 +488,7 @@ async fn queue_view(
 async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
     let app = TestApp::spawn().await?;
     let pool = rythmiq_shared::db::connect_as(&app.db_url, 5, Role::Worker).await?;
-    let pipeline = rythmiq_worker::pipeline::Pipeline::new(app.storage.clone(), ocr_stage());
+    let pipeline = rythmiq_worker::job::Pipeline::new(app.storage.clone(), ocr_stage());
     let cost = outcome::AttemptCost {
         cold: false,
         wall_seconds: 1.0,
@@ -595,7 +595,7 @@ async fn a_worker_refuses_to_start_on_an_apalis_schema_it_was_not_written_for() 
     // The worker stops at once with that error rather than claiming against the wrong schema.
     let worker = rythmiq_worker::Worker::new(
         pool,
-        rythmiq_worker::pipeline::Pipeline::new(app.storage.clone(), ocr_stage()),
+        rythmiq_worker::job::Pipeline::new(app.storage.clone(), ocr_stage()),
         fast_worker_settings(),
     );
     let stop = tokio_util::sync::CancellationToken::new();

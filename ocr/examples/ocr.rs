@@ -21,7 +21,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let engine = match OcrEngine::load(&EngineConfig::default()) {
+    // RYTHMIQ_MODELS_DIR as the binary honours it (load/ocr/bench.sh sets it).
+    let config = EngineConfig {
+        models_dir: std::env::var_os("RYTHMIQ_MODELS_DIR")
+            .map_or_else(rythmiq_ocr::default_models_dir, std::path::PathBuf::from),
+        ..EngineConfig::default()
+    };
+    let engine = match OcrEngine::load(&config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");

@@ -205,7 +205,9 @@ fn main() {
     }
 
     let engine = match OcrEngine::load(&EngineConfig {
-        models_dir: rythmiq_ocr::default_models_dir(),
+        // load/ocr/bench.sh sets RYTHMIQ_MODELS_DIR, as it does for the binary.
+        models_dir: std::env::var_os("RYTHMIQ_MODELS_DIR")
+            .map_or_else(rythmiq_ocr::default_models_dir, std::path::PathBuf::from),
         threads,
     }) {
         Ok(e) => e,

@@ -66,13 +66,11 @@ impl Default for EngineConfig {
     }
 }
 
-/// `$RYTHMIQ_MODELS_DIR` if set, else `models` (relative to the working
-/// directory), which is where `scripts/fetch-models.sh` puts the files.
+/// `models`, relative to the working directory, which is where `scripts/fetch-models.sh` puts
+/// the files. The binary's `RYTHMIQ_MODELS_DIR` setting (`--models-dir`) overrides it; the
+/// engine itself reads no environment.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("RYTHMIQ_MODELS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models"))
+    PathBuf::from("models")
 }
 
 /// Per-call settings.

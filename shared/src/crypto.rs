@@ -238,25 +238,17 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// Reads `RYTHMIQ_MASTER_KEY` (required) and `RYTHMIQ_MASTER_KEYS_OLD` (optional).
-    pub fn from_env() -> Result<Self, CryptoError> {
-        let current = env_value(MASTER_KEY_VAR).ok_or_else(|| {
+    /// The ring configured by `RYTHMIQ_MASTER_KEY` (`current`, required) and
+    /// `RYTHMIQ_MASTER_KEYS_OLD` (`old`), as [`crate::config::MasterKeyArgs`] read them.
+    pub fn configured(current: Option<&str>, old: Option<&str>) -> Result<Self, CryptoError> {
+        let current = current.ok_or_else(|| {
             CryptoError::Key(format!(
                 "{MASTER_KEY_VAR} must be set (`openssl rand -base64 32`), \
                  or run `rythmiq dev`, which generates one into its data dir"
             ))
         })?;
-        let old = env_value(OLD_MASTER_KEYS_VAR).unwrap_or_default();
-        Self::parse(&current, &old).map_err(|e| CryptoError::Key(format!("{MASTER_KEY_VAR}: {e}")))
-    }
-
-    /// The embedded default: the environment when `RYTHMIQ_MASTER_KEY` is set, otherwise
-    /// `{data_dir}/master-keys`, generated (mode 0600) when absent.
-    pub fn from_env_or_data_dir(data_dir: &Path) -> Result<Self, CryptoError> {
-        if env_value(MASTER_KEY_VAR).is_some() {
-            return Self::from_env();
-        }
-        Self::load_or_create(&data_dir.join(KEY_FILE))
+        Self::parse(current, old.unwrap_or_default())
+            .map_err(|e| CryptoError::Key(format!("{MASTER_KEY_VAR}: {e}")))
     }
 
     /// Reads a key file (one entry per line, current first; `#` comments allowed), creating it
@@ -465,10 +457,6 @@ impl<'a> Header<'a> {
 
 fn nonce(bytes: &[u8]) -> Result<[u8; NONCE_LEN], CryptoError> {
     bytes.try_into().map_err(|_| CryptoError::Malformed)
-}
-
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Creates `path` with mode 0600, failing if it exists, so a key is never overwritten.

@@ -1,6 +1,6 @@
 //! The shared crate's one error type.
 
-/// Errors from configuration, the database, storage, tokens and the embedded cluster.
+/// Errors from configuration, the database, storage and tokens.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("configuration: {0}")]
@@ -19,8 +19,6 @@ pub enum Error {
     Token(#[from] jsonwebtoken::errors::Error),
     #[error("token refused: {0}")]
     Auth(String),
-    #[error("embedded postgres: {0}")]
-    EmbeddedPg(#[from] crate::embedded_pg::EmbeddedPgError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// A file of `portal-rules/` that is not a rule's TOML.

@@ -1,12 +1,10 @@
 //! Code shared by the Rythmiq API, the workers and the CLI: configuration, the database (pool,
-//! migrations, queue names), object storage, authentication tokens, domain types and the
-//! embedded Postgres used by `rythmiq dev` and the tests.
+//! migrations, queue names), object storage, authentication tokens and domain types.
 
 pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod db;
-pub mod embedded_pg;
 pub mod error;
 pub mod metrics;
 pub mod portals;

@@ -29,7 +29,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryC
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::config::{StorageSettings, var};
+use crate::config::StorageSettings;
 use crate::crypto::{CryptoError, KeyRing};
 
 /// Longest filename part kept in a key.
@@ -403,7 +403,7 @@ pub fn output_key(user: Uuid, job: Uuid, filename: &str) -> crate::Result<Path> 
     Ok(ObjectKey::output(user, job, Utc::now().timestamp(), filename)?.path)
 }
 
-/// Where objects live.
+/// Where objects live (`RYTHMIQ_STORAGE_BACKEND`, read by [`crate::config::ObjectStoreArgs`]).
 #[derive(Clone, Debug, Default)]
 pub enum Backend {
     /// Files under [`StorageSettings::root`].
@@ -413,24 +413,8 @@ pub enum Backend {
     S3(S3Config),
 }
 
-impl Backend {
-    /// `RYTHMIQ_STORAGE_BACKEND` = `local` (default) or `s3`, the latter configured by
-    /// [`S3Config::from_env`].
-    pub fn from_env() -> crate::Result<Self> {
-        match var("RYTHMIQ_STORAGE_BACKEND", "local".to_string())?
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "local" => Ok(Self::Local),
-            "s3" => Ok(Self::S3(S3Config::from_env()?)),
-            other => Err(crate::Error::Config(format!(
-                "RYTHMIQ_STORAGE_BACKEND={other:?}: expected `local` or `s3`"
-            ))),
-        }
-    }
-}
-
-/// An S3-compatible bucket. `Debug` hides the secret.
+/// An S3-compatible bucket (the `RYTHMIQ_S3_*` settings, read by [`crate::config::S3Args`]).
+/// `Debug` hides the secret.
 #[derive(Clone)]
 pub struct S3Config {
     /// `https://nyc3.digitaloceanspaces.com`, `http://127.0.0.1:9000`…; `None` for AWS itself.
@@ -459,28 +443,6 @@ impl std::fmt::Debug for S3Config {
 }
 
 impl S3Config {
-    /// Reads the `RYTHMIQ_S3_*` variables.
-    pub fn from_env() -> crate::Result<Self> {
-        let endpoint: String = var("RYTHMIQ_S3_ENDPOINT", String::new())?;
-        Ok(Self {
-            endpoint: (!endpoint.is_empty()).then_some(endpoint),
-            region: var("RYTHMIQ_S3_REGION", "us-east-1".to_string())?,
-            bucket: crate::config::required("RYTHMIQ_S3_BUCKET")?
-                .trim()
-                .to_owned(),
-            access_key_id: crate::config::required("RYTHMIQ_S3_ACCESS_KEY_ID")?
-                .trim()
-                .to_owned(),
-            secret_access_key: Zeroizing::new(
-                crate::config::required("RYTHMIQ_S3_SECRET_ACCESS_KEY")?
-                    .trim()
-                    .to_owned(),
-            ),
-            allow_http: var("RYTHMIQ_S3_ALLOW_HTTP", false)?,
-            virtual_hosted_style: var("RYTHMIQ_S3_VIRTUAL_HOSTED_STYLE", false)?,
-        })
-    }
-
     fn build(&self, settings: &StorageSettings) -> Result<Arc<dyn ObjectStore>, StorageError> {
         if let Some(ep) = &self.endpoint
             && ep.to_ascii_lowercase().starts_with("http://")

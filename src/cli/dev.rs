@@ -6,17 +6,20 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
-use rythmiq_shared::crypto::KeyRing;
+use rythmiq_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
+use rythmiq_shared::config::{
+    ApiArgs, DevLogArgs, JwtSecretArgs, MasterKeyArgs, ObjectStoreArgs, PoolArgs, WorkerArgs,
+};
 use rythmiq_shared::db;
-use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
-use rythmiq_shared::storage::{Backend, Storage};
+use rythmiq_shared::storage::Storage;
 use tokio_util::sync::CancellationToken;
 
 /// Name of the database `dev` keeps its data in.
 const DATABASE: &str = "rythmiq";
 
-#[derive(Args, Debug)]
+/// `rythmiq dev`: the production settings, except that the database, the local object store,
+/// the JWT secret and (unless RYTHMIQ_MASTER_KEY is set) the master keys live in the data dir.
+#[derive(Args)]
 pub struct DevArgs {
     /// Address the API listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -27,13 +30,27 @@ pub struct DevArgs {
     /// Worker runtimes to start (each runs one job at a time). Default: number of cores.
     #[arg(long)]
     workers: Option<usize>,
+    #[command(flatten)]
+    secret: JwtSecretArgs,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    store: ObjectStoreArgs,
+    #[command(flatten)]
+    keys: MasterKeyArgs,
+    #[command(flatten)]
+    pub log: DevLogArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
-    let secret = super::jwt_secret(&data_dir, true)?;
+    let secret = super::jwt_secret(&args.secret, &data_dir, true)?;
 
     tracing::info!(data_dir = %data_dir.join("pg").display(), "starting embedded postgres");
     let pg = EmbeddedPostgres::start(EmbeddedOptions {
@@ -65,27 +82,25 @@ async fn serve(
     db::migrate(&admin).await.context("migrating")?;
     admin.close().await;
     // The API and the workers act as their own database roles, as in production.
-    let api_pool = db::connect_as(&url, config::pool_size()?, db::Role::Api).await?;
-    let worker_pool = db::connect_as(&url, config::pool_size()?, db::Role::Worker).await?;
+    let pool_size = args.pool.db_pool_size;
+    let api_pool = db::connect_as(&url, pool_size, db::Role::Api).await?;
+    let worker_pool = db::connect_as(&url, pool_size, db::Role::Worker).await?;
 
-    let mut storage_settings = StorageSettings::from_env()?;
-    storage_settings.root = data_dir.join("objects");
     // The embedded default: a key ring generated into the data dir unless RYTHMIQ_MASTER_KEY
     // is set.
-    let keys = KeyRing::from_env_or_data_dir(data_dir)?;
+    let keys = args.keys.key_ring_or_data_dir(data_dir)?;
     let storage = Storage::open(
-        storage_settings,
-        &Backend::from_env()?,
+        args.store.settings(data_dir.join("objects")),
+        &args.store.backend()?,
         std::sync::Arc::new(keys),
     )?;
 
-    let mut api_settings = ApiSettings::from_env(Some(secret.clone()))?;
-    api_settings.listen.clone_from(&args.listen);
-    let mut worker_settings = WorkerSettings::from_env()?;
-    worker_settings.concurrency = 1;
+    let api_settings = args.api.settings(args.listen.clone(), secret.clone())?;
+    // Each worker runtime runs one job at a time; `--workers` says how many run.
+    let worker_settings = args.worker.settings(1)?;
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+        .unwrap_or_else(rythmiq_shared::config::available_cores);
 
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(&api_settings.listen)
@@ -103,7 +118,7 @@ async fn serve(
         }
     });
     // One engine for every worker runtime of this process: the models load once.
-    let ocr = super::serve::load_ocr(&worker_settings, workers)?;
+    let ocr = super::serve::load_ocr(&args.worker.ocr.models, &worker_settings, workers)?;
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(
             worker_pool.clone(),

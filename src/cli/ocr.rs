@@ -7,29 +7,29 @@ use anyhow::Context;
 use clap::Args;
 use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
 use rythmiq_pipeline::decode::{self, DecodeLimits};
+use rythmiq_shared::config::{CliLogArgs, ModelsDirArgs};
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct OcrArgs {
     /// The image to read.
     image: PathBuf,
     /// Print `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
     #[arg(long)]
     json: bool,
-    /// Where the models are (default: $RYTHMIQ_MODELS_DIR, else ./models).
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelsDirArgs,
     /// Intra-op threads (0 = one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    #[command(flatten)]
+    pub log: CliLogArgs,
 }
 
 pub fn run(args: OcrArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = EngineConfig::default();
-    if let Some(dir) = args.models_dir {
-        cfg.models_dir = dir;
-    }
-    cfg.threads = args.threads;
-    let engine = OcrEngine::load(&cfg)?;
+    let engine = OcrEngine::load(&EngineConfig {
+        models_dir: args.models.models_dir,
+        threads: args.threads,
+    })?;
     let bytes =
         std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
     // The same safe decoder the pipeline uses (limits, EXIF orientation, ICC to sRGB).

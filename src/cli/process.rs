@@ -1,5 +1,5 @@
 //! `rythmiq process`: the worker's pipeline, locally, with no database or storage. Portal rules
-//! are the ones compiled in from the seed migration.
+//! are the ones compiled in from `portal-rules/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +8,11 @@ use anyhow::Context;
 use clap::Args;
 use rythmiq_pipeline::ocr::OcrStage;
 use rythmiq_pipeline::{self as pipeline, Processed, decode::DecodeLimits};
-use rythmiq_shared::config;
+use rythmiq_shared::config::{CliLogArgs, OcrArgs};
 use rythmiq_shared::domain::PortalRule;
 use serde_json::{Value, json};
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct ProcessArgs {
     /// The photo, signature or scan to convert.
     #[arg(required_unless_present = "list_portals")]
@@ -29,6 +29,11 @@ pub struct ProcessArgs {
     /// List the portal slugs and exit.
     #[arg(long)]
     list_portals: bool,
+    /// The OCR engine, with the worker's time limit.
+    #[command(flatten)]
+    ocr: OcrArgs,
+    #[command(flatten)]
+    pub log: CliLogArgs,
 }
 
 pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
@@ -63,12 +68,8 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         ));
     };
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-    let ocr = OcrStage::load(
-        rythmiq_ocr::default_models_dir(),
-        0,
-        std::time::Duration::from_secs(config::var("RYTHMIQ_OCR_TIMEOUT_SECS", 120)?),
-    )
-    .context("loading the OCR models")?;
+    let ocr = OcrStage::load(args.ocr.models.models_dir.clone(), 0, args.ocr.timeout())
+        .context("loading the OCR models")?;
     let outcome = pipeline::process_image(&bytes, &rule, &DecodeLimits::default(), Some(&ocr));
     let result = match outcome {
         Ok(p) => {

@@ -1,32 +1,105 @@
-//! Production roles: `rythmiq api`, `rythmiq worker`, `rythmiq migrate`.
+//! Production roles: `rythmiq api`, `rythmiq worker`, `rythmiq migrate`. Each is configured by
+//! its own struct of settings, every one a flag with an environment variable and a default
+//! (`rythmiq ROLE --help` lists them); in use they take no arguments, only the environment.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::Args;
 use rythmiq_pipeline::ocr::OcrStage;
-use rythmiq_shared::config::{self, ApiSettings, StorageSettings, WorkerSettings};
-use rythmiq_shared::crypto::KeyRing;
+use rythmiq_shared::config::{
+    self, DatabaseArgs, MasterKeyArgs, ModelsDirArgs, ServiceLogArgs, StorageArgs, WorkerSettings,
+};
 use rythmiq_shared::db;
-use rythmiq_shared::storage::{Backend, Storage};
+use rythmiq_shared::storage::Storage;
 use tokio_util::sync::CancellationToken;
 
+/// `rythmiq api`.
+#[derive(Args)]
+pub struct ApiArgs {
+    /// API listen address.
+    #[arg(
+        long,
+        env = "RYTHMIQ_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    listen: String,
+    #[command(flatten)]
+    secret: config::JwtSecretArgs,
+    #[command(flatten)]
+    api: config::ApiArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    keys: MasterKeyArgs,
+    #[command(flatten)]
+    pub log: ServiceLogArgs,
+}
+
+/// `rythmiq worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Jobs one worker process runs at once (default: the number of cores).
+    #[arg(long, env = "RYTHMIQ_WORKER_CONCURRENCY", value_name = "N", default_value_t = config::available_cores())]
+    worker_concurrency: usize,
+    /// Where the worker serves /metrics (the API serves its own).
+    #[arg(
+        long,
+        env = "RYTHMIQ_METRICS_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9100"
+    )]
+    metrics_listen: String,
+    #[command(flatten)]
+    worker: config::WorkerArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    keys: MasterKeyArgs,
+    #[command(flatten)]
+    pub log: ServiceLogArgs,
+}
+
+/// `rythmiq migrate`.
+#[derive(Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    pub log: ServiceLogArgs,
+}
+
 /// A pool on `DATABASE_URL`, acting as `role` (the services) or as the login (migrations).
-async fn pool(role: Option<db::Role>) -> anyhow::Result<sqlx::PgPool> {
-    let url = config::required("DATABASE_URL")?;
-    let size = config::pool_size()?;
+async fn pool(database: &DatabaseArgs, role: Option<db::Role>) -> anyhow::Result<sqlx::PgPool> {
+    let url = &database.database_url;
+    let size = database.pool.db_pool_size;
     match role {
-        Some(role) => db::connect_as(&url, size, role).await.with_context(|| {
+        Some(role) => db::connect_as(url, size, role).await.with_context(|| {
             format!(
                 "connecting to DATABASE_URL as {} (the login needs that role: run `rythmiq migrate` \
                  with it, or GRANT it)",
                 role.name()
             )
         }),
-        None => db::connect(&url, size)
+        None => db::connect(url, size)
             .await
             .context("connecting to DATABASE_URL"),
     }
+}
+
+/// The object store of a production role.
+fn storage(storage: &StorageArgs, keys: &MasterKeyArgs) -> anyhow::Result<Storage> {
+    Ok(Storage::open(
+        storage.settings(),
+        &storage.store.backend()?,
+        Arc::new(keys.key_ring()?),
+    )?)
 }
 
 /// Cancels the returned token on Ctrl-C or SIGTERM.
@@ -41,15 +114,15 @@ fn on_signal() -> CancellationToken {
     token
 }
 
-pub async fn api() -> anyhow::Result<ExitCode> {
-    let settings = ApiSettings::from_env(None)?;
+pub async fn api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+    let secret = args
+        .secret
+        .get()
+        .context("RYTHMIQ_JWT_SECRET must be set")?;
+    let settings = args.api.settings(args.listen.clone(), secret)?;
     let state = rythmiq_api::AppState::new(
-        pool(Some(db::Role::Api)).await?,
-        Storage::open(
-            StorageSettings::from_env()?,
-            &Backend::from_env()?,
-            Arc::new(KeyRing::from_env()?),
-        )?,
+        pool(&args.database, Some(db::Role::Api)).await?,
+        storage(&args.storage, &args.keys)?,
         settings.clone(),
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -60,11 +133,11 @@ pub async fn api() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker() -> anyhow::Result<ExitCode> {
-    let settings = WorkerSettings::from_env()?;
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.worker.settings(args.worker_concurrency)?;
     let metrics = rythmiq_shared::metrics::install()?;
-    let listen = config::var("RYTHMIQ_METRICS_LISTEN", "0.0.0.0:9100".to_string())?;
-    let listener = tokio::net::TcpListener::bind(&listen)
+    let listen = &args.metrics_listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen} for /metrics"))?;
     tracing::info!(listen_addr = %listener.local_addr()?, "worker metrics listening");
@@ -73,14 +146,10 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
         axum::routing::get(move || std::future::ready(metrics.render())),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let storage = Storage::open(
-        StorageSettings::from_env()?,
-        &Backend::from_env()?,
-        Arc::new(KeyRing::from_env()?),
-    )?;
-    let ocr = load_ocr(&settings, 1)?;
+    let storage = storage(&args.storage, &args.keys)?;
+    let ocr = load_ocr(&args.worker.ocr.models, &settings, 1)?;
     let worker = rythmiq_worker::Worker::new(
-        pool(Some(db::Role::Worker)).await?,
+        pool(&args.database, Some(db::Role::Worker)).await?,
         rythmiq_worker::job::Pipeline::new(storage, ocr),
         settings,
     );
@@ -89,17 +158,21 @@ pub async fn worker() -> anyhow::Result<ExitCode> {
 }
 
 /// The OCR engine for a process running `runtimes` workers with `settings`, loaded once.
-pub fn load_ocr(settings: &WorkerSettings, runtimes: usize) -> anyhow::Result<OcrStage> {
+pub fn load_ocr(
+    models: &ModelsDirArgs,
+    settings: &WorkerSettings,
+    runtimes: usize,
+) -> anyhow::Result<OcrStage> {
     OcrStage::load(
-        rythmiq_ocr::default_models_dir(),
+        models.models_dir.clone(),
         settings.ocr_threads_for(runtimes),
         settings.ocr_timeout,
     )
     .context("loading the OCR models")
 }
 
-pub async fn migrate() -> anyhow::Result<ExitCode> {
-    db::migrate(&pool(None).await?).await?;
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    db::migrate(&pool(&args.database, None).await?).await?;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
 }

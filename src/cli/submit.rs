@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::Value;
 use uuid::Uuid;
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct SubmitArgs {
     /// The photo, signature or scan to convert.
     file: PathBuf,
@@ -23,7 +23,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Bearer token; without one, a token is minted from the JWT secret for `--user`.
-    #[arg(long, env = "RYTHMIQ_TOKEN")]
+    #[arg(long, env = "RYTHMIQ_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// User to mint a token for when no token is given (default: a fixed local dev user).
     #[arg(long)]
@@ -37,6 +37,10 @@ pub struct SubmitArgs {
     /// Idempotency key, so a retried submit never creates a second job.
     #[arg(long)]
     idempotency_key: Option<String>,
+    #[command(flatten)]
+    secret: rythmiq_shared::config::JwtSecretArgs,
+    #[command(flatten)]
+    pub log: rythmiq_shared::config::CliLogArgs,
 }
 
 /// The user `submit` acts as when neither a token nor `--user` is given.
@@ -46,7 +50,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.token {
         Some(t) => t.clone(),
         None => {
-            let secret = super::jwt_secret(&args.data_dir, false)?;
+            let secret = super::jwt_secret(&args.secret, &args.data_dir, false)?;
             rythmiq_shared::auth::mint(&secret, args.user.unwrap_or(DEV_USER), 3600)?
         }
     };

@@ -11,9 +11,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use rythmiq_embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use rythmiq_shared::config::{ApiSettings, StorageSettings, WorkerSettings};
 use rythmiq_shared::crypto::KeyRing;
-use rythmiq_shared::embedded_pg::{EmbeddedOptions, EmbeddedPostgres};
 use rythmiq_shared::storage::{Backend, Storage};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -171,6 +171,7 @@ pub fn fast_worker_settings() -> WorkerSettings {
         output_retention: Duration::from_secs(7 * 86_400),
         ocr_timeout: Duration::from_secs(120),
         ocr_threads: 1,
+        hostname: None,
     }
 }
 

@@ -6,7 +6,8 @@
 //! - Traces: spans are OpenTelemetry spans; the W3C `traceparent` travels API → task payload →
 //!   worker ([`trace`]); OTLP export is opt-in through the standard `OTEL_*` variables.
 //!
-//! The filter comes from `RUST_LOG` (default `info`).
+//! The format and the filter (`RYTHMIQ_LOG_FORMAT`, `RUST_LOG`) come from the role's
+//! configuration ([`crate::config`]) as [`LogSettings`].
 
 mod log_line;
 pub mod pii;
@@ -39,24 +40,33 @@ impl Drop for Telemetry {
     }
 }
 
-/// `RYTHMIQ_LOG_FORMAT` (`json` or `text`), else `default`.
-pub fn format_from_env(default: LogFormat) -> LogFormat {
-    match std::env::var("RYTHMIQ_LOG_FORMAT").as_deref() {
-        Ok("json") => LogFormat::Json,
-        Ok("text") => LogFormat::Text,
-        _ => default,
-    }
+/// The filter of the long-running services and `rythmiq dev` when `RUST_LOG` is unset: sqlx
+/// logs every slow statement at INFO, and the queue's polling would drown the job lines.
+pub const SERVICE_LOG_FILTER: &str = "info,sqlx=warn";
+/// The filter of one-shot commands, which report through their own output and only log trouble.
+pub const CLI_LOG_FILTER: &str = "warn";
+
+/// How a process logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// `json` or `text` lines (`RYTHMIQ_LOG_FORMAT`).
+    pub format: LogFormat,
+    /// The filter, in `EnvFilter` syntax (`RUST_LOG`).
+    pub filter: String,
 }
 
-fn filter(service: &str) -> EnvFilter {
-    // sqlx logs every slow statement at INFO; the queue's polling would drown the job lines.
-    // One-shot commands report through their own output and only log trouble.
+fn filter(service: &str, spec: &str) -> EnvFilter {
     let default = if service == "cli" {
-        "warn"
+        CLI_LOG_FILTER
     } else {
-        "info,sqlx=warn"
+        SERVICE_LOG_FILTER
     };
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    // A blank or unparsable filter falls back to the role's default rather than stopping the
+    // process.
+    if spec.trim().is_empty() {
+        return EnvFilter::new(default);
+    }
+    EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new(default))
 }
 
 /// Where a process's log lines go.
@@ -68,19 +78,19 @@ pub enum Output {
 }
 
 /// Installs logging and tracing for a process whose lines carry `service` (`api`, `worker`,
-/// or the CLI command); spans may override it with a `service` field of their own. The format
-/// is `RYTHMIQ_LOG_FORMAT` or `default_format`. Later calls in one process leave the first
-/// subscriber in place.
-pub fn init(service: &'static str, default_format: LogFormat, output: Output) -> Telemetry {
-    let format = format_from_env(default_format);
+/// or the CLI command); spans may override it with a `service` field of their own. Later calls
+/// in one process leave the first subscriber in place.
+pub fn init(service: &'static str, log: &LogSettings, output: Output) -> Telemetry {
     let provider = trace::provider_from_env(service);
+    let filter = filter(service, &log.filter);
     match output {
-        Output::Stdout => init_with(service, format, std::io::stdout, provider),
-        Output::Stderr => init_with(service, format, std::io::stderr, provider),
+        Output::Stdout => install(filter, service, log.format, std::io::stdout, provider),
+        Output::Stderr => install(filter, service, log.format, std::io::stderr, provider),
     }
 }
 
-/// [`init`] with an explicit writer and trace provider (tests use an in-memory exporter).
+/// [`init`] with an explicit writer and trace provider, filtered at the service's default level
+/// (tests use an in-memory exporter).
 pub fn init_with<W>(
     service: &'static str,
     format: LogFormat,
@@ -90,8 +100,21 @@ pub fn init_with<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    install(filter(service, ""), service, format, writer, provider)
+}
+
+fn install<W>(
+    filter: EnvFilter,
+    service: &'static str,
+    format: LogFormat,
+    writer: W,
+    provider: SdkTracerProvider,
+) -> Telemetry
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let _ = tracing_subscriber::registry()
-        .with(filter(service))
+        .with(filter)
         .with(trace::layer(&provider))
         .with(LogLines::new(service, format, writer))
         .try_init();

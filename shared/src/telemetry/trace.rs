@@ -23,6 +23,11 @@ pub fn otlp_requested(env: impl Fn(&str) -> Option<String>) -> bool {
 }
 
 /// The provider the process uses: OTLP/HTTP batch export when requested, otherwise none.
+///
+/// The standard `OTEL_*` variables are the one part of the configuration read from the
+/// environment here rather than through [`crate::config`]: the OpenTelemetry SDK and its OTLP
+/// exporter read them themselves (endpoint, headers, timeouts, service name), so this only asks
+/// the same variables whether export is wanted at all.
 pub fn provider_from_env(service: &'static str) -> SdkTracerProvider {
     let builder = SdkTracerProvider::builder().with_resource(resource(service));
     if !otlp_requested(|k| std::env::var(k).ok()) {
@@ -42,7 +47,7 @@ pub fn provider_from_env(service: &'static str) -> SdkTracerProvider {
 }
 
 /// `service.name` is `rythmiq-<service>` unless `OTEL_SERVICE_NAME` says otherwise (the
-/// resource builder reads it).
+/// resource builder reads it; a standard `OTEL_*` variable, see [`provider_from_env`]).
 pub fn resource(service: &'static str) -> opentelemetry_sdk::Resource {
     let mut b = opentelemetry_sdk::Resource::builder();
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {

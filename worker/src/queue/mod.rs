@@ -66,14 +66,14 @@ fn record_success_metrics(out: &crate::job::JobOutput, portal: String) {
     }
 }
 
-/// A unique name: host, process id and a random suffix (several processes may share a pid
-/// namespace or a host name in containers).
-pub fn unique_name() -> String {
+/// A unique name: host (`/etc/hostname`, else `hostname` from the settings), process id and a
+/// random suffix (several processes may share a pid namespace or a host name in containers).
+pub fn unique_name(hostname: Option<&str>) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| hostname.map(str::to_owned))
         .unwrap_or_else(|| "worker".into());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &suffix[..8])
@@ -84,8 +84,8 @@ impl Worker {
         Self {
             pool,
             pipeline,
+            name: unique_name(settings.hostname.as_deref()),
             settings,
-            name: unique_name(),
             wake: Arc::new(Notify::new()),
             warm: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
