@@ -122,10 +122,7 @@ fn describe() {
         Unit::Seconds,
         "Age of the oldest pending job"
     );
-    describe_gauge!(
-        ALERT_THRESHOLD,
-        "Alert thresholds, by metric and level"
-    );
+    describe_gauge!(ALERT_THRESHOLD, "Alert thresholds, by metric and level");
     describe_gauge!(ALERT_INPUT, "Current value of each alert input, by metric");
 }
 

@@ -53,13 +53,13 @@ enum Command {
     Ocr(ocr::OcrArgs),
     /// Run the HTTP API.
     #[command(after_help = OTEL_HELP)]
-    Api(serve::ApiArgs),
+    Api(serve::ApiCommand),
     /// Run a worker process.
     #[command(after_help = OTEL_HELP)]
-    Worker(serve::WorkerArgs),
+    Worker(serve::WorkerCommand),
     /// Apply database migrations.
     #[command(after_help = OTEL_HELP)]
-    Migrate(serve::MigrateArgs),
+    Migrate(serve::MigrateCommand),
 }
 
 /// `rythmiq token`.
@@ -295,5 +295,17 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition (unique ids, groups, defaults) only when it is built:
+    /// a clash would otherwise surface as a panic the first time that subcommand runs.
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

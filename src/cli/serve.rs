@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// `rythmiq api`.
 #[derive(Args)]
-pub struct ApiArgs {
+pub struct ApiCommand {
     /// API listen address.
     #[arg(
         long,
@@ -42,7 +42,7 @@ pub struct ApiArgs {
 
 /// `rythmiq worker`.
 #[derive(Args)]
-pub struct WorkerArgs {
+pub struct WorkerCommand {
     /// Jobs one worker process runs at once (default: the number of cores).
     #[arg(long, env = "RYTHMIQ_WORKER_CONCURRENCY", value_name = "N", default_value_t = config::available_cores())]
     worker_concurrency: usize,
@@ -68,7 +68,7 @@ pub struct WorkerArgs {
 
 /// `rythmiq migrate`.
 #[derive(Args)]
-pub struct MigrateArgs {
+pub struct MigrateCommand {
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
@@ -114,7 +114,7 @@ fn on_signal() -> CancellationToken {
     token
 }
 
-pub async fn api(args: ApiArgs) -> anyhow::Result<ExitCode> {
+pub async fn api(args: ApiCommand) -> anyhow::Result<ExitCode> {
     let secret = args
         .secret
         .get()
@@ -133,7 +133,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+pub async fn worker(args: WorkerCommand) -> anyhow::Result<ExitCode> {
     let settings = args.worker.settings(args.worker_concurrency)?;
     let metrics = rythmiq_shared::metrics::install()?;
     let listen = &args.metrics_listen;
@@ -171,7 +171,7 @@ pub fn load_ocr(
     .context("loading the OCR models")
 }
 
-pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+pub async fn migrate(args: MigrateCommand) -> anyhow::Result<ExitCode> {
     db::migrate(&pool(&args.database, None).await?).await?;
     println!("migrations applied");
     Ok(ExitCode::SUCCESS)
