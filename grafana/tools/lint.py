@@ -17,6 +17,8 @@ Checks (each failure is printed; the exit status is 1 when there is any):
 - every alert has a `severity` label, `summary`, `description` and a `runbook_url` naming a file
   in grafana/runbooks/; the threshold alerts use exactly the `alert_thresholds` numbers; every
   alert is expected to fire and expected not to fire somewhere in grafana/alerts/tests/*.yml;
+- the provisioning files provide a datasource of every type the dashboards' datasource
+  variables ask for, and take every address and credential from the environment;
 - the dashboards parse into the Grafana Foundation SDK's dashboard types (PyPI
   `grafana-foundation-sdk`, Grafana 11.6 schema) without losing a field, and every panel type is
   one the SDK knows.
@@ -32,7 +34,13 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
+try:
+    import yaml
+except ImportError:
+    sys.exit("lint: PyYAML is not installed (scripts/setup.sh --test installs it)")
+
+# libyaml when the wheel has it (much faster), the pure-Python loader otherwise.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -112,7 +120,7 @@ class Lint:
 
     def load_rules(self):
         path = self.root / "grafana/alerts/rythmiq.rules.yml"
-        return yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        return load_yaml(path)["groups"]
 
     def migration_objects(self):
         objects, functions = set(), set()
@@ -313,6 +321,36 @@ class Lint:
             if kind != "row" and runtime.panelcfg_config(kind) is None:
                 self.fail(name, f"panel {p.get('id')}: unknown panel type {kind!r}")
 
+    # ---- provisioning -----------------------------------------------------------------------
+    def check_provisioning(self, dash_types):
+        env_ref = re.compile(r"^(\$\{\w+\}|\$\w+|\$__(env|file)\{[^}]+\})$")
+        base = self.root / "grafana/provisioning"
+        provided = set()
+        files = sorted(base.glob("datasources/*.yaml"))
+        if not files:
+            self.fail("grafana/provisioning/datasources", "no datasource provisioning file")
+        for f in files:
+            where = f"provisioning {f.name}"
+            for ds in (load_yaml(f) or {}).get("datasources", []):
+                provided.add(ds.get("type"))
+                values = {"url": ds.get("url"), "user": ds.get("user"),
+                          "database": (ds.get("jsonData") or {}).get("database")}
+                values.update({f"secureJsonData.{k}": v
+                               for k, v in (ds.get("secureJsonData") or {}).items()})
+                for key, value in values.items():
+                    if value is not None and not env_ref.match(str(value)):
+                        self.fail(f"{where} {ds.get('name')}",
+                                  f"{key} is a literal; take it from the environment (${{VAR}})")
+        for t in sorted(dash_types - provided):
+            self.fail("grafana/provisioning/datasources", f"no datasource of type {t!r} provisioned")
+        files = sorted(base.glob("dashboards/*.yaml"))
+        if not files:
+            self.fail("grafana/provisioning/dashboards", "no dashboard provisioning file")
+        for f in files:
+            for prov in (load_yaml(f) or {}).get("providers", []):
+                if prov.get("type") != "file" or not (prov.get("options") or {}).get("path"):
+                    self.fail(f"provisioning {f.name}", "provider must be type: file with options.path")
+
     # ---- rules ------------------------------------------------------------------------------
     def check_rules(self):
         alerts = []
@@ -351,7 +389,7 @@ class Lint:
         if not files:
             self.fail("grafana/alerts/tests", "no promtool test files")
         for f in files:
-            doc = yaml.safe_load(Path(f).read_text(encoding="utf-8"))
+            doc = load_yaml(Path(f))
             for t in doc.get("tests", []):
                 for a in t.get("alert_rule_test", []):
                     (fires if a.get("exp_alerts") else quiet).add(a["alertname"])
@@ -367,12 +405,22 @@ class Lint:
         for want in EXPECTED_TITLES:
             if want not in found:
                 self.fail(want, "missing")
+        dash_types = set()
         for name, path in found.items():
             dash = self.check_dashboard(path)
-            if dash is not None and sdk:
+            if dash is None:
+                continue
+            dash_types |= {v.get("query") for v in dash.get("templating", {}).get("list", [])
+                           if v.get("type") == "datasource"}
+            if sdk:
                 self.check_sdk(dash, name)
         self.check_generated()
+        self.check_provisioning(dash_types)
         return self.errors
+
+
+def load_yaml(path: Path):
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
 
 
 def eval_product(text):
