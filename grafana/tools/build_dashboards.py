@@ -195,7 +195,7 @@ def dashboard(uid, title, description, layout, variables, time_from="now-6h"):
         "editable": True,
         "graphTooltip": 1,
         "refresh": "1m",
-        "schemaVersion": 39,
+        "schemaVersion": 41,
         "version": 1,
         "fiscalYearStartMonth": 0,
         "liveNow": False,

@@ -5,7 +5,8 @@ The lint checks names; this checks that each query parses, that its columns and 
 that it runs. It starts a throw-away cluster (unix socket only) in a temporary directory,
 applies apalis-postgres' migrations (from the crate's source in the cargo registry: they create
 the `apalis` schema the queue lives in, as `rythmiq migrate` does) and then migrations/*.sql,
-then runs each query with Grafana's macros expanded the way Grafana's PostgreSQL datasource
+then grafana/provisioning/grafana_role.sql, then runs each query as that read-only role with
+Grafana's macros expanded the way Grafana's PostgreSQL datasource
 expands them, inside a transaction that is rolled back.
 
 Skips (exit 0, with a message) when no PostgreSQL server binaries or no apalis-postgres source
@@ -62,6 +63,10 @@ INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen)
 VALUES ('w-1', 'rythmiq', 'rythmiq-worker', '', now());
 SELECT refresh_rollups();
 """
+
+
+# Each query runs as the Grafana login of grafana/provisioning/grafana_role.sql, read-only.
+AS_GRAFANA = "BEGIN READ ONLY;\nSET LOCAL ROLE rythmiq_grafana;\n"
 
 
 def pg_bindir():
@@ -151,6 +156,8 @@ def check(runner, bindir, sock, apalis):
               "execution_time BIGINT);"]
     for f in apalis + sorted(glob.glob(str(ROOT / "migrations/*.sql"))):
         schema.append(Path(f).read_text(encoding="utf-8"))
+    # The dashboards' own login, whose grants the queries below run under.
+    schema.append((ROOT / "grafana/provisioning/grafana_role.sql").read_text(encoding="utf-8"))
     res = psql(runner, bindir, sock, "\n".join(schema))
     if res.returncode != 0:
         print(f"sql_check: migrating the scratch database failed:\n{res.stderr}", file=sys.stderr)
@@ -159,8 +166,14 @@ def check(runner, bindir, sock, apalis):
     if res.returncode != 0:
         print(f"sql_check: inserting sample rows failed:\n{res.stderr}", file=sys.stderr)
         return 1
+    # Row-level security hides rows silently (no error): the role must see every user's jobs.
+    seen = psql(runner, bindir, sock, AS_GRAFANA + "SELECT 'rows:' || count(*) FROM jobs;\nROLLBACK;\n")
+    if seen.returncode != 0 or "rows:0" in seen.stdout or "rows:" not in seen.stdout:
+        print("sql_check: rythmiq_grafana sees no jobs (row-level security; is it BYPASSRLS?)\n"
+              + seen.stderr, file=sys.stderr)
+        return 1
     # The check must be able to fail: a query naming a column that does not exist.
-    broken = psql(runner, bindir, sock, "BEGIN;\n" + expand_macros(
+    broken = psql(runner, bindir, sock, AS_GRAFANA + expand_macros(
         "SELECT output_kb FROM jobs WHERE $__timeFilter(finished_at)") + ";\nROLLBACK;\n")
     if broken.returncode == 0:
         print("sql_check: a query on a missing column passed; the check cannot fail", file=sys.stderr)
@@ -168,7 +181,7 @@ def check(runner, bindir, sock, apalis):
     failures, count = 0, 0
     for where, raw in queries():
         count += 1
-        res = psql(runner, bindir, sock, f"BEGIN;\n{expand_macros(raw)};\nROLLBACK;\n")
+        res = psql(runner, bindir, sock, f"{AS_GRAFANA}{expand_macros(raw)};\nROLLBACK;\n")
         if os.environ.get("SQL_CHECK_VERBOSE"):
             print(f"-- {where}\n{res.stdout}")
         if res.returncode != 0:
