@@ -43,6 +43,7 @@ except ImportError:
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # importing the generator must not leave __pycache__ in the tree
 sys.path.insert(0, str(HERE))
 import build_dashboards  # noqa: E402  (the generator next to this file)
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True  # importing the generator must not leave __pycache__ in the tree
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import lint  # noqa: E402
