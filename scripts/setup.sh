@@ -52,6 +52,13 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'moto[server]==5.2.1'
   fi
+  # The dashboard lint (grafana/check.sh) validates against Grafana's dashboard types and reads
+  # the rules' YAML. PyYAML stays unpinned: Debian's copy satisfies it.
+  if ! python3 -c 'import grafana_foundation_sdk, yaml' >/dev/null 2>&1; then
+    echo "setup: installing grafana-foundation-sdk, PyYAML (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'grafana-foundation-sdk==1769699379!11.6.0' 'PyYAML>=6'
+  fi
   # The real scans the OCR accuracy tests read (scikit-image's page.png and OCRmyPDF's scans, pinned, from PyPI)
   # into target/ocr-scans/ (ignored).
   bash "$(dirname "$0")/../load/ocr/fetch-scans.sh"

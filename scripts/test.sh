@@ -15,3 +15,5 @@ if [ -n "$forbidden" ]; then
   exit 1
 fi
 cargo test --workspace --locked --no-fail-fast
+# Dashboards, alert rules and their unit tests (grafana/README.md).
+bash grafana/check.sh
