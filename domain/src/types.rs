@@ -124,7 +124,7 @@ impl BatchState {
     }
 }
 
-/// The seeds' error codes. Every failure a user can see maps to exactly one of these.
+/// The error codes (the README's tables). Every failure a user can see maps to exactly one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -188,7 +188,7 @@ impl ErrorCode {
         }
     }
 
-    /// Whether the queue should try the job again (the seeds' error-code table); for
+    /// Whether the queue should try the job again (the README's error-code table); for
     /// `PACKAGING_FAILED`, whether the batch's packaging is tried again.
     pub fn retryable(self) -> bool {
         matches!(

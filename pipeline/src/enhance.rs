@@ -2,7 +2,7 @@
 //!
 //! [`enhance`] is a pure function of its inputs: it never mutates the source image and keeps no
 //! state, so the caller can run OCR on both the original and the enhanced image and keep the
-//! original when OCR confidence drops (the seeds' OCR rollback lives in the caller). On the fast
+//! original when OCR confidence drops (the OCR rollback lives in the caller). On the fast
 //! path the caller skips this stage entirely.
 //!
 //! # Steps, in order, each gated so that a good image is left alone

@@ -44,7 +44,7 @@ pub fn stage_span(name: &'static str) -> tracing::Span {
     tracing::info_span!("stage", otel.name = name, stage = name)
 }
 
-/// The seeds' "stage completed" line; call inside the stage's span.
+/// The "stage completed" log line; call inside the stage's span.
 pub fn log_stage(t: &StageTiming) {
     tracing::info!(
         cpu_seconds = t.cpu_seconds,
@@ -80,7 +80,7 @@ impl StageClock {
     }
 }
 
-/// Which way through the pipeline a job went (the seeds' GUARD-001): a photo whose quality score
+/// Which way through the pipeline a job went (the fast-path guard): a photo whose quality score
 /// reaches [`quality::FAST_PATH_THRESHOLD`] skips ENHANCE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +118,7 @@ pub struct Processed {
 
 /// Decode, read and fit one upload to `rule`. Blocking: call from a blocking thread.
 ///
-/// The worker and `rythmiq process` always pass the OCR stage (the seeds' invariant: OCR is
+/// The worker and `rythmiq process` always pass the OCR stage (an invariant: OCR is
 /// never skipped); `None` runs the image stages alone, for benchmarks and image-only tests.
 pub fn process_image(
     input: &[u8],

@@ -1,12 +1,12 @@
-//! PRE-OCR and OCR, and the seeds' OCR rollback.
+//! PRE-OCR and OCR, and the OCR rollback.
 //!
-//! OCR is never skipped (the seeds' invariant), but it is sized to the document kind:
+//! OCR is never skipped (an invariant of the product), but it is sized to the document kind:
 //! - PRE-OCR reads the unenhanced image with the engine's cheap preset (small detection side,
 //!   recognition only where text is found): the baseline confidence, and for photos and
 //!   signatures on the fast path the whole of their OCR.
 //! - OCR on the standard path reads the enhanced image with the same preset; if its confidence
 //!   is lower than the baseline, ENHANCE made the text worse and the pipeline **rolls back** to
-//!   the unenhanced image (logged as the seeds' "OCR rollback triggered"). Comparing like with
+//!   the unenhanced image (logged as "OCR rollback triggered"). Comparing like with
 //!   like (same preset) keeps the decision about the image, not the settings.
 //! - Documents then get a full read (orientation search, line classification, full detection
 //!   size) of the image that is kept; its text is stored next to the output, never logged.

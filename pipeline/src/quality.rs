@@ -44,7 +44,7 @@
 //! `score = sharpness^0.30 · exposure^0.20 · contrast^0.10 · noise^0.25 · resolution^0.15`.
 //! A sub-score of 0.30 alone brings the score to 0.70 (sharpness), 0.74 (noise), 0.79 (exposure),
 //! 0.83 (resolution) or 0.89 (contrast: low contrast also lowers the Laplacian, so it is partly
-//! counted by sharpness already). [`FAST_PATH_THRESHOLD`] is 0.80, the seeds' GUARD-001.
+//! counted by sharpness already). [`FAST_PATH_THRESHOLD`] is 0.80, the fast-path guard.
 //!
 //! # Calibration
 //!
@@ -87,7 +87,7 @@
 
 use image::RgbImage;
 
-/// Score at or above which an image takes the fast path (ENHANCE skipped): the seeds' GUARD-001.
+/// Score at or above which an image takes the fast path (ENHANCE skipped): the fast-path guard.
 pub const FAST_PATH_THRESHOLD: f32 = 0.80;
 
 /// Long side, in pixels, of the grey copy every signal is measured on.

@@ -109,7 +109,7 @@ fn check_no_panic(bytes: &[u8], what: &str) {
         }
         Err(e) => assert!(!e.to_string().is_empty(), "{what}"),
     }
-    // The seeds are too small for `decode_checked` to choose the reduced path, so JPEGs also
+    // The seed inputs are too small for `decode_checked` to choose the reduced path, so JPEGs also
     // go straight into libjpeg at every scale, after the same header checks.
     let Ok(stored) = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -154,7 +154,7 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
     seeds
 }
 
-/// A mutational fuzzer over the seeds: bit flips, byte overwrites with "interesting" values,
+/// A mutational fuzzer over the seed inputs: bit flips, byte overwrites with "interesting" values,
 /// truncation, duplication and splicing, all from a fixed-seed PRNG so any failure replays.
 /// `DECODE_FUZZ_ITERS` sets the number of cases (default 400), `DECODE_FUZZ_SEED` the PRNG
 /// seed and `DECODE_FUZZ_SECS` a time budget, for long runs.

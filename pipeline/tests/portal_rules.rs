@@ -143,7 +143,7 @@ fn assert_compliant(name: &str, rule: &rythmiq_domain::PortalRule, bytes: &[u8])
 #[test]
 fn every_seeded_rule_gets_a_compliant_file_from_every_real_photo() {
     let rules = rythmiq_shared::portals::builtin().unwrap();
-    assert!(rules.len() >= 9, "the seeds have nine rules");
+    assert!(rules.len() >= 9, "portal-rules/ has nine rules");
     let limits = DecodeLimits::default();
     for (name, bytes) in inputs() {
         for rule in &rules {

@@ -26,7 +26,7 @@ pub const COLD_STARTS_TOTAL: &str = "rythmiq_cold_starts_total";
 pub const API_REQUESTS_TOTAL: &str = "rythmiq_api_requests_total";
 /// API latency by matched `route`, seconds.
 pub const API_LATENCY_SECONDS: &str = "rythmiq_api_latency_seconds";
-/// CPU hours spent this calendar month (from `cpu_metrics`). The name is the contract;
+/// CPU hours spent this calendar month (from `cpu_metrics`). The name is a published contract;
 /// it breaks the base-unit convention, so the same value is also exported in seconds below.
 pub const CPU_HOURS_CURRENT_MONTH: &str = "rythmiq_cpu_hours_current_month";
 /// CPU seconds spent this calendar month: the base-unit twin of [`CPU_HOURS_CURRENT_MONTH`].

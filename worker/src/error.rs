@@ -51,7 +51,7 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// The seeds' error code for this failure.
+    /// The error code for this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
             JobError::PayloadInvalid(_) => ErrorCode::PayloadInvalid,

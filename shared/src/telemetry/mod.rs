@@ -1,6 +1,6 @@
 //! Logs and traces for every Rythmiq process.
 //!
-//! - Logs: one line per event on stdout, JSON in the seeds' schema (`RYTHMIQ_LOG_FORMAT=json`,
+//! - Logs: one line per event on stdout, JSON in one schema (`RYTHMIQ_LOG_FORMAT=json`,
 //!   the default for `api` and `worker`) or readable text (the default for `dev` and the CLI).
 //!   The PII blocklist is enforced by the writer itself ([`pii`]), not left to call sites.
 //! - Traces: spans are OpenTelemetry spans; the W3C `traceparent` travels API → task payload →

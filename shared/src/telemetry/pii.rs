@@ -1,4 +1,4 @@
-//! The seeds' PII blocklist, enforced where log lines are written rather than trusted to every
+//! The PII blocklist, enforced where log lines are written rather than trusted to every
 //! call site: fields named like personal data are never written, and every other string value
 //! (the message included) has e-mail addresses, IP addresses and file or storage paths replaced
 //! by placeholders.
@@ -203,7 +203,7 @@ fn ipv6_within(s: &str, start: usize, end: usize) -> Option<std::ops::Range<usiz
     None
 }
 
-/// The seeds' `user_id_hash`: the first 16 hex digits of SHA-256 of the user id, so a user's
+/// The `user_id_hash`: the first 16 hex digits of SHA-256 of the user id, so a user's
 /// lines can be grouped without the id itself ever being written.
 pub fn user_id_hash(user_id: &str) -> String {
     let digest = Sha256::digest(user_id.as_bytes());
