@@ -14,6 +14,10 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "../../../tests/support/samples.rs"]
+mod samples;
+use samples::{photo, small_photo_in_every_format};
+
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
     let mut typed = kind.to_vec();
@@ -56,21 +60,6 @@ fn jpeg_bytes(img: &RgbImage) -> Vec<u8> {
         .encode_image(img)
         .unwrap();
     out
-}
-
-fn photo(width: u32, height: u32) -> RgbImage {
-    let mut seed = 0x9E37_79B9u32;
-    RgbImage::from_fn(width, height, |x, y| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        let n = (seed % 32) as u8;
-        Rgb([
-            ((x * 255 / width) as u8).saturating_add(n),
-            ((y * 255 / height) as u8).saturating_add(n),
-            128u8.saturating_add(n),
-        ])
-    })
 }
 
 fn limits() -> DecodeLimits {
@@ -300,31 +289,6 @@ fn exif_orientation_six_rotates_clockwise() {
     let bottom = rgb.get_pixel(10, 35);
     assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
     assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
-}
-
-/// A 24×16 photo encoded in each format image-rs writes (GIF needs RGBA).
-fn small_photo_in_every_format() -> Vec<(image::ImageFormat, Vec<u8>)> {
-    let src = DynamicImage::ImageRgb8(photo(24, 16));
-    [
-        image::ImageFormat::Png,
-        image::ImageFormat::Jpeg,
-        image::ImageFormat::WebP,
-        image::ImageFormat::Gif,
-        image::ImageFormat::Bmp,
-        image::ImageFormat::Tiff,
-    ]
-    .into_iter()
-    .map(|format| {
-        let mut bytes = Cursor::new(Vec::new());
-        let img = if format == image::ImageFormat::Gif {
-            DynamicImage::ImageRgba8(src.to_rgba8())
-        } else {
-            src.clone()
-        };
-        img.write_to(&mut bytes, format).unwrap();
-        (format, bytes.into_inner())
-    })
-    .collect()
 }
 
 #[test]
