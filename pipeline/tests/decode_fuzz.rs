@@ -13,12 +13,12 @@ use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use image::{DynamicImage, ImageReader, Rgb, RgbImage};
+use image::ImageReader;
 use rythmiq_pipeline::decode::{DecodeLimits, fuzzing};
 
 #[path = "support/samples.rs"]
 mod samples;
-use samples::{photo, small_photo_in_every_format};
+use samples::small_photo_in_every_format;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

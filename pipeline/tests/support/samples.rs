@@ -1,6 +1,9 @@
 //! Sample images for the decoder's tests, shared by its unit tests (`src/decode/tests/`, through
 //! `#[path]`) and the fuzz harness (`tests/decode_fuzz.rs`).
 
+// Each includer uses part of it.
+#![allow(dead_code)]
+
 use std::io::Cursor;
 
 use image::{DynamicImage, Rgb, RgbImage};
