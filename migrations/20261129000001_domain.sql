@@ -99,7 +99,7 @@ CREATE TABLE user_credits (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
--- Per-job CPU accounting (seed 000). Filled in by the observability work.
+-- Per-job CPU accounting: one row per finished job, filled in by the worker.
 CREATE TABLE cpu_metrics (
     id                      BIGSERIAL PRIMARY KEY,
     job_id                  UUID        NOT NULL,
@@ -126,7 +126,7 @@ CREATE TABLE cpu_metrics (
 CREATE INDEX cpu_metrics_job ON cpu_metrics (job_id);
 CREATE INDEX cpu_metrics_created ON cpu_metrics (created_at);
 
--- Failures for pattern analysis and alerting (seed 000).
+-- Failures, for pattern analysis and alerting.
 CREATE TABLE error_events (
     id              BIGSERIAL PRIMARY KEY,
     job_id          UUID        NOT NULL,

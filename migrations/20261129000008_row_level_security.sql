@@ -1,4 +1,4 @@
--- Row-level security (seed 002: "users can only access their own data"), as defence in depth
+-- Row-level security ("users can only access their own data"), as defence in depth
 -- behind the API's own `WHERE user_id = …`.
 --
 -- The services never act as the role that owns the tables (the one running these migrations):

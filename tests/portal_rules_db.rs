@@ -28,26 +28,15 @@ async fn active(pool: &PgPool, slug: &str) -> Result<(i32, RuleFile)> {
         .into_iter()
         .find(|s| s.rule.slug == slug)
         .with_context(|| format!("no active {slug}"))?;
-    let r = sourced.rule;
     let file = RuleFile {
-        slug: r.slug,
-        name: r.name,
-        kind: r.kind,
-        width: r.width,
-        height: r.height,
-        dpi: r.dpi,
-        format: r.format,
-        min_kb: r.min_kb,
-        max_kb: r.max_kb,
-        filename_pattern: r.filename_pattern,
-        background: r.background,
+        spec: sourced.rule.spec,
         source: portals::Source {
             url: sourced.source_url.context("no source_url")?,
             checked: sourced.source_checked_on.context("no source_checked_on")?,
             also: Vec::new(),
         },
     };
-    Ok((r.version, file))
+    Ok((sourced.rule.version, file))
 }
 
 fn without_also(mut f: RuleFile) -> RuleFile {
@@ -69,7 +58,7 @@ async fn the_files_are_the_seeded_rules_and_migrating_again_adds_no_version() ->
     );
     for file in files {
         assert_eq!(
-            active(&pool, &file.slug).await?,
+            active(&pool, &file.spec.slug).await?,
             (1, without_also(file.clone()))
         );
     }
@@ -92,10 +81,10 @@ async fn a_changed_file_becomes_the_next_version_and_old_jobs_keep_theirs() -> R
     let mut files = portals::files()?;
     let changed = files
         .iter_mut()
-        .find(|f| f.slug == slug)
+        .find(|f| f.spec.slug == slug)
         .context("no such file")?;
-    changed.width = 240;
-    changed.height = 276;
+    changed.spec.width = 240;
+    changed.spec.height = 276;
     changed.source.checked = NaiveDate::from_ymd_opt(2026, 12, 5).context("date")?;
     let changed = without_also(changed.clone());
     let activated = db::load_portal_rules(&app.pool, &files).await?;
@@ -163,7 +152,7 @@ async fn a_changed_file_becomes_the_next_version_and_old_jobs_keep_theirs() -> R
     let (version, now) = active(&app.pool, slug).await?;
     let compiled = portals::files()?
         .into_iter()
-        .find(|f| f.slug == slug)
+        .find(|f| f.spec.slug == slug)
         .context("no such file")?;
     assert_eq!((version, now), (3, without_also(compiled)));
     Ok(())

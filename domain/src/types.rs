@@ -53,13 +53,12 @@ impl OutputFormat {
     }
 }
 
-/// One version of a portal's upload rule, as stored in `portal_schemas`.
+/// What a portal asks of an upload: the values jobs are fitted to and verified against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
-pub struct PortalRule {
-    pub id: Uuid,
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
     pub slug: String,
-    pub version: i32,
     pub name: String,
     pub kind: DocumentKind,
     pub width: i32,
@@ -75,7 +74,26 @@ pub struct PortalRule {
     pub background: String,
 }
 
-impl PortalRule {
+/// One version of a portal's upload rule, as stored in `portal_schemas`: a [`RuleSpec`] with
+/// its row id and version. It reads as its spec (`rule.width`), and serialises flat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct PortalRule {
+    pub id: Uuid,
+    pub version: i32,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "sqlx", sqlx(flatten))]
+    pub spec: RuleSpec,
+}
+
+impl std::ops::Deref for PortalRule {
+    type Target = RuleSpec;
+    fn deref(&self) -> &RuleSpec {
+        &self.spec
+    }
+}
+
+impl RuleSpec {
     /// The byte window that satisfies both readings of a kilobyte (1,000 and 1,024 bytes).
     pub fn byte_window(&self) -> (u64, u64) {
         let min = u64::try_from(self.min_kb.max(0)).unwrap_or(0) * 1024;

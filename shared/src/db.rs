@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use chrono::NaiveDate;
 
 use crate::Result;
-use crate::domain::{DocumentKind, OutputFormat, PortalRule};
+use crate::domain::{PortalRule, RuleSpec};
 use crate::portals::RuleFile;
 
 /// The apalis queue (its `job_type`) every Rythmiq job goes through.
@@ -116,16 +116,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 /// What `portal_schemas` stores of one rule version, as compared with its file.
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 struct StoredRule {
-    name: String,
-    kind: DocumentKind,
-    width: i32,
-    height: i32,
-    dpi: i32,
-    format: OutputFormat,
-    min_kb: i32,
-    max_kb: i32,
-    filename_pattern: String,
-    background: String,
+    #[sqlx(flatten)]
+    spec: RuleSpec,
     source_url: Option<String>,
     source_checked_on: Option<NaiveDate>,
 }
@@ -133,16 +125,7 @@ struct StoredRule {
 impl From<&RuleFile> for StoredRule {
     fn from(f: &RuleFile) -> Self {
         Self {
-            name: f.name.clone(),
-            kind: f.kind,
-            width: f.width,
-            height: f.height,
-            dpi: f.dpi,
-            format: f.format,
-            min_kb: f.min_kb,
-            max_kb: f.max_kb,
-            filename_pattern: f.filename_pattern.clone(),
-            background: f.background.clone(),
+            spec: f.spec.clone(),
             source_url: Some(f.source.url.clone()),
             source_checked_on: Some(f.source.checked),
         }
@@ -173,11 +156,11 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
     for file in files {
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
-            "SELECT name, kind, width, height, dpi, format, min_kb, max_kb, filename_pattern, \
-                    background, source_url, source_checked_on \
+            "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
+                    filename_pattern, background, source_url, source_checked_on \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
-        .bind(&file.slug)
+        .bind(&file.spec.slug)
         .fetch_optional(&mut *tx)
         .await?;
         if active.as_ref() == Some(&wanted) {
@@ -185,7 +168,7 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         }
         // Before the insert: at most one active row per slug (`portal_schemas_one_active`).
         sqlx::query("UPDATE portal_schemas SET active = FALSE WHERE slug = $1 AND active")
-            .bind(&file.slug)
+            .bind(&file.spec.slug)
             .execute(&mut *tx)
             .await?;
         let (id, version): (uuid::Uuid, i32) = sqlx::query_as(
@@ -197,25 +180,25 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
-        .bind(&file.slug)
-        .bind(&wanted.name)
-        .bind(wanted.kind)
-        .bind(wanted.width)
-        .bind(wanted.height)
-        .bind(wanted.dpi)
-        .bind(wanted.format)
-        .bind(wanted.min_kb)
-        .bind(wanted.max_kb)
-        .bind(&wanted.filename_pattern)
-        .bind(&wanted.background)
+        .bind(&file.spec.slug)
+        .bind(&wanted.spec.name)
+        .bind(wanted.spec.kind)
+        .bind(wanted.spec.width)
+        .bind(wanted.spec.height)
+        .bind(wanted.spec.dpi)
+        .bind(wanted.spec.format)
+        .bind(wanted.spec.min_kb)
+        .bind(wanted.spec.max_kb)
+        .bind(&wanted.spec.filename_pattern)
+        .bind(&wanted.spec.background)
         .bind(&wanted.source_url)
         .bind(wanted.source_checked_on)
         .fetch_one(&mut *tx)
         .await?;
-        tracing::info!(slug = %file.slug, version, "portal rule version activated");
+        tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
         activated.push(ActivatedRule {
             id,
-            slug: file.slug.clone(),
+            slug: file.spec.slug.clone(),
             version,
         });
     }

@@ -6,29 +6,17 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::domain::{DocumentKind, OutputFormat, PortalRule};
+use crate::domain::{PortalRule, RuleSpec};
 use crate::{Error, Result};
 
 // `FILES`: every `portal-rules/*.toml` as (file name, contents), listed by `build.rs`.
 include!(concat!(env!("OUT_DIR"), "/portal_rules.rs"));
 
-/// One rule as its file states it: the values jobs are fitted to and where they come from.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One rule as its file states it: the values jobs are fitted to (the file's top-level keys)
+/// and where they come from (its `[source]` table).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleFile {
-    pub slug: String,
-    pub name: String,
-    pub kind: DocumentKind,
-    pub width: i32,
-    pub height: i32,
-    pub dpi: i32,
-    pub format: OutputFormat,
-    /// Smallest accepted size, read as KiB (see [`PortalRule::byte_window`]).
-    pub min_kb: i32,
-    /// Largest accepted size, read as 1,000-byte KB.
-    pub max_kb: i32,
-    pub filename_pattern: String,
-    pub background: String,
+    pub spec: RuleSpec,
     pub source: Source,
 }
 
@@ -67,10 +55,24 @@ impl RuleFile {
     /// Parses the contents of `portal-rules/<file>` and checks it is a rule the database
     /// accepts (the same bounds as `portal_schemas`' constraints), named after its slug.
     pub fn parse(file: &str, text: &str) -> Result<Self> {
-        let rule: RuleFile = toml::from_str(text).map_err(|source| Error::PortalRuleFile {
+        let syntax = |source| Error::PortalRuleFile {
             file: file.to_owned(),
             source,
-        })?;
+        };
+        // The spec refuses unknown keys itself, so it is read from the file's table without
+        // `[source]` (serde's `flatten` would let unknown keys through); `[source]` is read
+        // from the text, where its date is still a TOML date.
+        #[derive(Deserialize)]
+        struct SourceOnly {
+            source: Source,
+        }
+        let SourceOnly { source } = toml::from_str(text).map_err(syntax)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        table.remove("source");
+        let rule = RuleFile {
+            spec: table.try_into().map_err(syntax)?,
+            source,
+        };
         rule.check(file)
             .map_err(|reason| Error::PortalRuleInvalid {
                 file: file.to_owned(),
@@ -80,45 +82,46 @@ impl RuleFile {
     }
 
     fn check(&self, file: &str) -> std::result::Result<(), String> {
-        if file.strip_suffix(".toml") != Some(self.slug.as_str()) {
+        let spec = &self.spec;
+        if file.strip_suffix(".toml") != Some(spec.slug.as_str()) {
             return Err(format!(
                 "the slug {:?} must be the file name without `.toml`",
-                self.slug
+                spec.slug
             ));
         }
-        let slug_ok = !self.slug.is_empty()
-            && self
+        let slug_ok = !spec.slug.is_empty()
+            && spec
                 .slug
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !slug_ok {
             return Err(format!(
                 "the slug {:?} may hold only a-z, 0-9 and '-'",
-                self.slug
+                spec.slug
             ));
         }
         for (what, value) in [
-            ("name", &self.name),
-            ("filename_pattern", &self.filename_pattern),
-            ("background", &self.background),
+            ("name", &spec.name),
+            ("filename_pattern", &spec.filename_pattern),
+            ("background", &spec.background),
         ] {
             if value.trim().is_empty() {
                 return Err(format!("{what} is empty"));
             }
         }
         for (what, value, range) in [
-            ("width", self.width, 16..=10_000),
-            ("height", self.height, 16..=10_000),
-            ("dpi", self.dpi, 50..=1200),
+            ("width", spec.width, 16..=10_000),
+            ("height", spec.height, 16..=10_000),
+            ("dpi", spec.dpi, 50..=1200),
         ] {
             if !range.contains(&value) {
                 return Err(format!("{what} {value} is outside {range:?}"));
             }
         }
-        if self.min_kb < 0 || self.min_kb >= self.max_kb {
+        if spec.min_kb < 0 || spec.min_kb >= spec.max_kb {
             return Err(format!(
                 "min_kb {} and max_kb {} must satisfy 0 <= min_kb < max_kb",
-                self.min_kb, self.max_kb
+                spec.min_kb, spec.max_kb
             ));
         }
         for url in std::iter::once(&self.source.url).chain(&self.source.also) {
@@ -133,18 +136,8 @@ impl RuleFile {
     pub fn to_rule(&self, id: Uuid, version: i32) -> PortalRule {
         PortalRule {
             id,
-            slug: self.slug.clone(),
             version,
-            name: self.name.clone(),
-            kind: self.kind,
-            width: self.width,
-            height: self.height,
-            dpi: self.dpi,
-            format: self.format,
-            min_kb: self.min_kb,
-            max_kb: self.max_kb,
-            filename_pattern: self.filename_pattern.clone(),
-            background: self.background.clone(),
+            spec: self.spec.clone(),
         }
     }
 }
@@ -176,6 +169,7 @@ pub fn find(slug: &str) -> Result<Option<PortalRule>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{DocumentKind, OutputFormat};
 
     /// The rule set the binary carried before the rules moved to `portal-rules/`, as
     /// (slug, name, kind, width, height, dpi, format, min_kb, max_kb, filename_pattern,
@@ -361,7 +355,7 @@ checked = 2026-11-29
     #[test]
     fn the_files_hold_the_rule_set_the_binary_had_before() -> Result<()> {
         let files = files()?;
-        let mut slugs: Vec<&str> = files.iter().map(|f| f.slug.as_str()).collect();
+        let mut slugs: Vec<&str> = files.iter().map(|f| f.spec.slug.as_str()).collect();
         let mut before: Vec<&str> = BEFORE.iter().map(|b| b.0).collect();
         slugs.sort_unstable();
         before.sort_unstable();
@@ -370,24 +364,24 @@ checked = 2026-11-29
         for b in BEFORE {
             let f = files
                 .iter()
-                .find(|f| f.slug == b.0)
+                .find(|f| f.spec.slug == b.0)
                 .ok_or_else(|| Error::Config(b.0.into()))?;
             let got = (
-                f.slug.as_str(),
-                f.name.as_str(),
-                f.kind,
-                f.width,
-                f.height,
-                f.dpi,
-                f.format,
-                f.min_kb,
-                f.max_kb,
-                f.filename_pattern.as_str(),
-                f.background.as_str(),
+                f.spec.slug.as_str(),
+                f.spec.name.as_str(),
+                f.spec.kind,
+                f.spec.width,
+                f.spec.height,
+                f.spec.dpi,
+                f.spec.format,
+                f.spec.min_kb,
+                f.spec.max_kb,
+                f.spec.filename_pattern.as_str(),
+                f.spec.background.as_str(),
                 f.source.url.as_str(),
             );
             assert_eq!(got, b);
-            assert_eq!(Some(f.source.checked), checked, "{}", f.slug);
+            assert_eq!(Some(f.source.checked), checked, "{}", f.spec.slug);
         }
         Ok(())
     }

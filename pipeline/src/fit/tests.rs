@@ -9,7 +9,7 @@ use super::verify::*;
 use super::*;
 use image::{GrayImage, Luma, Rgba, RgbaImage};
 use image::{Rgb, RgbImage};
-use rythmiq_domain::DocumentKind;
+use rythmiq_domain::{DocumentKind, RuleSpec};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -22,19 +22,28 @@ fn rule(
 ) -> PortalRule {
     PortalRule {
         id: Uuid::nil(),
-        slug: "test-portal".to_owned(),
         version: 1,
-        name: "Test portal".to_owned(),
-        kind,
-        width,
-        height,
-        dpi,
-        format,
-        min_kb,
-        max_kb,
-        filename_pattern: "{slug}_{kind}_{job_id}".to_owned(),
-        background: "any".to_owned(),
+        spec: RuleSpec {
+            slug: "test-portal".to_owned(),
+            name: "Test portal".to_owned(),
+            kind,
+            width,
+            height,
+            dpi,
+            format,
+            min_kb,
+            max_kb,
+            filename_pattern: "{slug}_{kind}_{job_id}".to_owned(),
+            background: "any".to_owned(),
+        },
     }
+}
+
+/// `base` with some of its values changed.
+fn with(base: &PortalRule, change: impl FnOnce(&mut RuleSpec)) -> PortalRule {
+    let mut r = base.clone();
+    change(&mut r.spec);
+    r
 }
 
 struct Rng(u64);
@@ -490,35 +499,25 @@ fn verify_rejects_wrong_dpi_size_format_and_window() {
         (10, 100),
     );
     let out = fit(photo(), &r).unwrap();
-    let wrong_dpi = PortalRule {
-        dpi: 300,
-        ..r.clone()
-    };
+    let wrong_dpi = with(&r, |s| s.dpi = 300);
     assert!(matches!(
         verify(&out.bytes, &wrong_dpi),
         Err(FitError::NotCompliant(_))
     ));
-    let wrong_size = PortalRule {
-        width: 201,
-        ..r.clone()
-    };
+    let wrong_size = with(&r, |s| s.width = 201);
     assert!(matches!(
         verify(&out.bytes, &wrong_size),
         Err(FitError::NotCompliant(_))
     ));
-    let wrong_format = PortalRule {
-        format: OutputFormat::Png,
-        ..r.clone()
-    };
+    let wrong_format = with(&r, |s| s.format = OutputFormat::Png);
     assert!(matches!(
         verify(&out.bytes, &wrong_format),
         Err(FitError::NotCompliant(_))
     ));
-    let wrong_window = PortalRule {
-        max_kb: 1,
-        min_kb: 0,
-        ..r.clone()
-    };
+    let wrong_window = with(&r, |s| {
+        s.max_kb = 1;
+        s.min_kb = 0;
+    });
     assert!(matches!(
         verify(&out.bytes, &wrong_window),
         Err(FitError::NotCompliant(_))
@@ -537,11 +536,10 @@ fn verify_rejects_wrong_dpi_size_format_and_window() {
     assert!(
         verify(
             b"%PDF-",
-            &PortalRule {
-                format: OutputFormat::Pdf,
-                min_kb: 0,
-                ..r.clone()
-            }
+            &with(&r, |s| {
+                s.format = OutputFormat::Pdf;
+                s.min_kb = 0;
+            })
         )
         .is_err()
     );
@@ -586,34 +584,13 @@ fn invalid_rules_fail_cleanly() {
         (10, 100),
     );
     for bad in [
-        PortalRule {
-            width: 0,
-            ..base.clone()
-        },
-        PortalRule {
-            height: -5,
-            ..base.clone()
-        },
-        PortalRule {
-            width: 70_000,
-            ..base.clone()
-        },
-        PortalRule {
-            dpi: 0,
-            ..base.clone()
-        },
-        PortalRule {
-            dpi: 70_000,
-            ..base.clone()
-        },
-        PortalRule {
-            min_kb: 200,
-            ..base.clone()
-        },
-        PortalRule {
-            max_kb: 0,
-            ..base.clone()
-        },
+        with(&base, |s| s.width = 0),
+        with(&base, |s| s.height = -5),
+        with(&base, |s| s.width = 70_000),
+        with(&base, |s| s.dpi = 0),
+        with(&base, |s| s.dpi = 70_000),
+        with(&base, |s| s.min_kb = 200),
+        with(&base, |s| s.max_kb = 0),
     ] {
         let err = fit(photo(), &bad).unwrap_err();
         assert!(matches!(err, FitError::Failed(_)), "{err}");
@@ -650,20 +627,20 @@ fn filenames_are_expanded_and_sanitised() {
         output_filename(&r, job),
         "test-portal_signature_01234567-89ab-cdef-0123-456789abcdef.jpg"
     );
-    r.filename_pattern = "../{slug}/{kind} ✓.JPEG".to_owned();
+    r.spec.filename_pattern = "../{slug}/{kind} ✓.JPEG".to_owned();
     assert_eq!(output_filename(&r, job), "_test-portal_signature__.JPEG");
-    r.filename_pattern = "{unknown}-{slug}".to_owned();
-    r.slug = "{kind}".to_owned();
+    r.spec.filename_pattern = "{unknown}-{slug}".to_owned();
+    r.spec.slug = "{kind}".to_owned();
     assert_eq!(output_filename(&r, job), "_unknown_-_kind_.jpg");
-    r.filename_pattern = "x".repeat(500) + ".jpg";
+    r.spec.filename_pattern = "x".repeat(500) + ".jpg";
     let long = output_filename(&r, job);
     assert_eq!(long.len(), 128);
     assert!(long.ends_with("x.jpg"));
-    r.filename_pattern = "...".to_owned();
-    r.format = OutputFormat::Pdf;
+    r.spec.filename_pattern = "...".to_owned();
+    r.spec.format = OutputFormat::Pdf;
     assert_eq!(output_filename(&r, job), format!("{job}.pdf"));
-    r.filename_pattern = ".png".to_owned();
-    r.format = OutputFormat::Png;
+    r.spec.filename_pattern = ".png".to_owned();
+    r.spec.format = OutputFormat::Png;
     assert_eq!(output_filename(&r, job), "png.png");
 }
 
