@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "../ocr/tests/support/render.rs"]
+mod render;
+
 use anyhow::Result;
 use common::*;
 use sqlx::PgPool;
@@ -294,7 +297,6 @@ async fn metrics_catalog_is_served_and_passes_promtool() -> Result<()> {
         "rythmiq_cold_starts_total",
         "rythmiq_api_requests_total{",
         "rythmiq_api_latency_seconds_bucket{route=\"/v1/jobs\"",
-        "rythmiq_cpu_hours_current_month",
         "rythmiq_jobs_in_progress",
         "rythmiq_queue_depth{state=\"pending\"} 1",
         "rythmiq_queue_oldest_pending_age_seconds",
@@ -324,19 +326,191 @@ async fn metrics_catalog_is_served_and_passes_promtool() -> Result<()> {
             .transpose()?;
     }
     let out = promtool.wait_with_output()?;
-    // The one lint we accept: the issue fixes the name `rythmiq_cpu_hours_current_month`, which
-    // is not in base units; its twin `rythmiq_cpu_seconds_current_month` is. Anything else fails.
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let problems: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .filter(|l| !l.starts_with("rythmiq_cpu_hours_current_month use base unit \"seconds\""))
-        .collect();
-    assert!(problems.is_empty(), "promtool: {report}");
+    let problems: Vec<&str> = report.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        out.status.success() && problems.is_empty(),
+        "promtool: {report}"
+    );
     assert!(text.contains("rythmiq_cpu_seconds_current_month"));
+    assert!(
+        !text.contains("rythmiq_cpu_hours"),
+        "the hours gauge is retired"
+    );
+    Ok(())
+}
+
+/// A worker process's `/metrics` before it has run anything, and its probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_worker_serves_every_known_series_and_probes_that_follow_its_heartbeat()
+-> Result<()> {
+    let app = TestApp::spawn().await?;
+    let logs = shared_tempdir()?;
+    let log = logs.path().join("worker.log");
+    let mut worker = app.spawn_logged("worker", &[("RYTHMIQ_LOG_FORMAT", "json")], &log)?;
+    let base = format!(
+        "http://{}",
+        logged_address(&log, "worker metrics listening").await?
+    );
+    let get = |path: &'static str| {
+        let url = format!("{base}{path}");
+        let client = app.client.clone();
+        async move { anyhow::Ok(client.get(url).send().await?) }
+    };
+
+    // No job has run: every error code, portal and stage is already there, at zero.
+    let text = get("/metrics").await?.error_for_status()?.text().await?;
+    for code in rythmiq_shared::domain::ErrorCode::ALL {
+        let series = format!(
+            "rythmiq_errors_total{{code=\"{}\",stage=\"{}\"}} 0",
+            code.as_str(),
+            code.stage()
+        );
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+    for rule in rythmiq_shared::portals::builtin()? {
+        let series = format!(
+            "rythmiq_jobs_total{{status=\"completed\",path=\"fast\",portal=\"{}\"}} 0",
+            rule.slug
+        );
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+    for stage in rythmiq_shared::metrics::STAGES.iter().chain(&["total"]) {
+        let series = format!("rythmiq_job_cpu_seconds_count{{stage=\"{stage}\"}} 0");
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+    for series in [
+        "rythmiq_cold_starts_total 0",
+        "rythmiq_ocr_rollbacks_total 0",
+        "rythmiq_job_latency_seconds_count 0",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+
+    // Registered and beating: live and ready.
+    eventually(30, || async {
+        Ok(get("/readyz").await?.status() == reqwest::StatusCode::OK)
+    })
+    .await?;
+    assert_eq!(get("/healthz").await?.status(), reqwest::StatusCode::OK);
+
+    // Heartbeats stop reaching the database (the table is locked): liveness fails after three
+    // missed beats (1 s apart here), and recovers once they get through again.
+    let mut lock = app.pool.begin().await?;
+    sqlx::query("LOCK TABLE apalis.workers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await?;
+    eventually(15, || async {
+        Ok(get("/healthz").await?.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+    })
+    .await?;
+    lock.rollback().await?;
+    eventually(15, || async {
+        Ok(get("/healthz").await?.status() == reqwest::StatusCode::OK)
+    })
+    .await?;
+
+    // SIGTERM: a clean stop.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()?;
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || worker.wait()).await??;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+/// CPU seconds a process has spent so far, all threads, user and system (`/proc/PID/stat`).
+fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("unreadable stat: {stat}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = fields
+        .get(11..13)
+        .ok_or_else(|| anyhow::anyhow!("short stat: {stat}"))?
+        .iter()
+        .map(|f| f.parse::<f64>())
+        .sum::<Result<f64, _>>()?;
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    let hz: f64 = String::from_utf8(hz.stdout)?.trim().parse()?;
+    Ok(ticks / hz)
+}
+
+/// The `cpu_metrics` rows of a worker process add up to the CPU the process spent (within
+/// 10 %): inference on the OCR pool's threads, fetch and upload, start-up and model loading are
+/// all charged to jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    // Every job is queued before the worker starts, so it is busy from start to finish.
+    let mut jobs = Vec::new();
+    for seed in 0..6 {
+        let photo = photo_jpeg(900, 1200, 70 + seed);
+        jobs.push(app.submit_ok(photo, "neet-ug-2026-photo").await?);
+    }
+    let font = render::font("DejaVuSans.ttf");
+    for n in 0..3 {
+        let lines: Vec<String> = [
+            "CERTIFICATE OF BIRTH",
+            "Name of Candidate: Priya Sharma",
+            "Registration number ABX-2291-KL",
+            "Issued at New Delhi on 03 January 2024",
+        ]
+        .iter()
+        .map(|s| format!("{s} {n}"))
+        .collect();
+        let page = render::render_lines(&font, 40.0, &lines, 1240, 1754);
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(page)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        jobs.push(app.submit_ok(png, "aadhaar-update-document").await?);
+    }
+
+    let logs = shared_tempdir()?;
+    let mut worker = app.spawn_logged("worker", &[], &logs.path().join("worker.log"))?;
+    for &id in &jobs {
+        let job = app.wait_terminal(id, 180).await?;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    let process = process_cpu_seconds(worker.id())?;
+    signal(&worker, "TERM")?;
+    let rows: f64 = sqlx::query_scalar("SELECT sum(total_cpu_seconds) FROM cpu_metrics")
+        .fetch_one(&app.pool)
+        .await?;
+    let stages: f64 = sqlx::query_scalar(
+        "SELECT sum(coalesce(fetch_cpu_seconds, 0) + coalesce(decode_cpu_seconds, 0)
+                   + coalesce(quality_cpu_seconds, 0) + coalesce(pre_ocr_cpu_seconds, 0)
+                   + coalesce(enhancement_cpu_seconds, 0) + coalesce(ocr_cpu_seconds, 0)
+                   + coalesce(schema_cpu_seconds, 0) + coalesce(upload_cpu_seconds, 0)
+                   + startup_cpu_seconds)
+         FROM cpu_metrics",
+    )
+    .fetch_one(&app.pool)
+    .await?;
+    let ratio = rows / process;
+    eprintln!(
+        "worker process {process:.3} CPU-s, cpu_metrics rows {rows:.3} ({:.1} %)",
+        ratio * 100.0
+    );
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "rows {rows:.3} CPU-s against the process's {process:.3}"
+    );
+    assert!(
+        (stages - rows).abs() < 1e-6,
+        "stages {stages} != total {rows}"
+    );
+    let _ = tokio::task::spawn_blocking(move || worker.wait()).await?;
     Ok(())
 }

@@ -438,6 +438,7 @@ async fn stale_attempt_tries_every_outcome(
     let cost = outcome::AttemptCost {
         cold: false,
         wall_seconds: 1.0,
+        startup_cpu_seconds: 0.0,
     };
     assert!(
         !outcome::complete(pool, worker, stale, &stale_out, &cost).await?,
@@ -492,6 +493,7 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
     let cost = outcome::AttemptCost {
         cold: false,
         wall_seconds: 1.0,
+        startup_cpu_seconds: 0.0,
     };
     // The re-run by another slot of the same worker (same name), and by another worker.
     let mut seed = 40;

@@ -318,20 +318,7 @@ fn jpeg_with_comment(comment: &str) -> Vec<u8> {
 }
 
 async fn api_address(log: &std::path::Path) -> Result<String> {
-    let mut addr = None;
-    eventually(30, || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        addr = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["message"] == "api listening")
-            .and_then(|l| l["extra"]["listen_addr"].as_str().map(ToOwned::to_owned));
-        let found = addr.is_some();
-        async move { Ok(found) }
-    })
-    .await
-    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())?;
-    addr.context("listen address")
+    common::logged_address(log, "api listening").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

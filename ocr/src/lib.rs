@@ -182,12 +182,15 @@ pub fn to_json(page: &PageText) -> serde_json::Value {
 }
 
 /// The loaded models; load once per process and share.
+#[derive(Clone)]
 pub struct OcrEngine {
-    det: Model,
-    cls: Model,
-    rec: Model,
-    dict: rec::Dictionary,
+    // The models are shared by every engine made from this one ([`OcrEngine::with_threads`]).
+    det: Arc<Model>,
+    cls: Arc<Model>,
+    rec: Arc<Model>,
+    dict: Arc<rec::Dictionary>,
     pool: Arc<ThreadPool>,
+    threads: usize,
 }
 
 const CLS_BATCH: usize = 16;
@@ -237,14 +240,38 @@ impl OcrEngine {
             cfg.threads
         };
         let engine = Self {
-            det,
-            cls,
-            rec,
-            dict,
+            det: Arc::new(det),
+            cls: Arc::new(cls),
+            rec: Arc::new(rec),
+            dict: Arc::new(dict),
             pool: Arc::new(ThreadPool::with_num_threads(threads)),
+            threads,
         };
         engine.self_check(dir, &dict_path)?;
         Ok(engine)
+    }
+
+    /// The same models on a thread pool of their own, of `threads` threads (at least one):
+    /// one per worker slot, so that each job's inference runs on threads only it uses.
+    pub fn with_threads(&self, threads: usize) -> Self {
+        let threads = threads.max(1);
+        Self {
+            pool: Arc::new(ThreadPool::with_num_threads(threads)),
+            threads,
+            ..self.clone()
+        }
+    }
+
+    /// How many threads this engine's pool has.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `op` on one of this engine's threads. Model runs started inside it stay on this
+    /// engine's pool (inline when it has one thread), so the caller can charge every CPU
+    /// second of the work to it by timing the pool's threads.
+    pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        self.pool.run(op)
     }
 
     /// Runs each model once on a tiny input so that a file that parses but

@@ -4,8 +4,8 @@
 //!
 //! [`process_image`] is a plain blocking function shared by the worker (on the blocking pool, so
 //! heartbeats and the claim loop never stall) and by `rythmiq process` (no database, no
-//! storage). Each stage is a module; each is timed by wall clock and by the calling thread's own
-//! CPU clock.
+//! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
+//! thread the job runs on (see [`StageClock`]).
 
 pub mod decode;
 pub mod enhance;
@@ -32,7 +32,9 @@ pub struct StageTiming {
     pub wall_seconds: f64,
 }
 
-/// Times stages on the current thread.
+/// Times stages by wall clock and by CPU: inside a thread pool (a job runs in its OCR engine's
+/// pool, which only it uses, see [`process_image`]), the CPU of every thread of that pool, so
+/// inference on helper threads is charged too; elsewhere, the calling thread's.
 #[derive(Debug, Default)]
 pub struct StageClock {
     pub stages: Vec<StageTiming>,
@@ -58,11 +60,11 @@ impl StageClock {
     pub fn stage<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
         let span = stage_span(name);
         let _entered = span.enter();
-        let (cpu, wall) = (ThreadTime::now(), Instant::now());
+        let (cpu, wall) = (job_cpu(), Instant::now());
         let out = f();
         self.record(
             name,
-            cpu.elapsed().as_secs_f64(),
+            job_cpu().saturating_sub(cpu).as_secs_f64(),
             wall.elapsed().as_secs_f64(),
         );
         out
@@ -77,6 +79,19 @@ impl StageClock {
         };
         log_stage(&timing);
         self.stages.push(timing);
+    }
+}
+
+/// CPU time so far of the threads this job runs on: every thread of the pool the caller is in
+/// (read on each of them; the job owns the pool, and between stages its threads are idle), or
+/// the calling thread alone outside a pool.
+fn job_cpu() -> std::time::Duration {
+    if rayon::current_thread_index().is_some() {
+        rayon::broadcast(|_| ThreadTime::now().as_duration())
+            .into_iter()
+            .sum()
+    } else {
+        ThreadTime::now().as_duration()
     }
 }
 
@@ -120,7 +135,28 @@ pub struct Processed {
 ///
 /// The worker and `rythmiq process` always pass the OCR stage (an invariant: OCR is
 /// never skipped); `None` runs the image stages alone, for benchmarks and image-only tests.
+///
+/// With OCR, the whole job runs on the OCR engine's thread pool: inference then runs on the
+/// job's own thread (inline, with one thread per pool), and every CPU second of the job, on
+/// whichever of the pool's threads, is charged to its stages.
 pub fn process_image(
+    input: &[u8],
+    rule: &PortalRule,
+    limits: &DecodeLimits,
+    ocr: Option<&ocr::OcrStage>,
+) -> Result<Processed, Error> {
+    match ocr {
+        Some(o) => {
+            // The pool's thread continues the caller's span, so the stages nest under the job.
+            let span = tracing::Span::current();
+            o.engine
+                .install(|| span.in_scope(|| process_on_this_thread(input, rule, limits, ocr)))
+        }
+        None => process_on_this_thread(input, rule, limits, None),
+    }
+}
+
+fn process_on_this_thread(
     input: &[u8],
     rule: &PortalRule,
     limits: &DecodeLimits,

@@ -98,6 +98,15 @@ impl OcrStage {
         })
     }
 
+    /// The same models on a pool of as many threads, of their own: a worker gives one to each
+    /// of its slots, so that each job's inference runs on threads only that job uses.
+    pub fn with_own_pool(&self) -> Self {
+        Self {
+            engine: Arc::new(self.engine.with_threads(self.engine.threads())),
+            timeout: self.timeout,
+        }
+    }
+
     fn read(&self, img: &RgbImage, opts: &OcrOptions, budget: &Budget) -> Result<PageText, Error> {
         let opts = opts.clone().with_deadline(budget.deadline);
         self.engine.recognize(img, &opts).map_err(|e| match e {

@@ -1,4 +1,4 @@
-//! The Prometheus catalog (seed 001), named to Prometheus conventions: base units, `_total`
+//! The Prometheus catalog, named to Prometheus conventions: base units, `_total`
 //! counters, bounded labels. Every metric name is a constant here; the API and the workers record
 //! through the `metrics` facade and serve the text format at `/metrics`.
 
@@ -26,10 +26,7 @@ pub const COLD_STARTS_TOTAL: &str = "rythmiq_cold_starts_total";
 pub const API_REQUESTS_TOTAL: &str = "rythmiq_api_requests_total";
 /// API latency by matched `route`, seconds.
 pub const API_LATENCY_SECONDS: &str = "rythmiq_api_latency_seconds";
-/// CPU hours spent this calendar month (from `cpu_metrics`). The name is a published contract;
-/// it breaks the base-unit convention, so the same value is also exported in seconds below.
-pub const CPU_HOURS_CURRENT_MONTH: &str = "rythmiq_cpu_hours_current_month";
-/// CPU seconds spent this calendar month: the base-unit twin of [`CPU_HOURS_CURRENT_MONTH`].
+/// CPU seconds spent this calendar month (from `cpu_metrics`); dashboards show it in hours.
 pub const CPU_SECONDS_CURRENT_MONTH: &str = "rythmiq_cpu_seconds_current_month";
 /// Jobs running right now in this process.
 pub const JOBS_IN_PROGRESS: &str = "rythmiq_jobs_in_progress";
@@ -76,9 +73,49 @@ pub fn install() -> crate::Result<PrometheusHandle> {
             .map_err(|e| e.to_string())?;
         let handle = built.install_recorder().map_err(|e| e.to_string())?;
         describe();
+        zero_known_series();
         Ok(handle)
     });
     handle.clone().map_err(crate::Error::Config)
+}
+
+/// The stages a job's CPU is charged to (`cpu_metrics` has a column for each).
+pub const STAGES: [&str; 8] = [
+    "fetch", "decode", "quality", "pre_ocr", "enhance", "ocr", "schema", "upload",
+];
+
+/// Creates every counter and histogram whose label values are known in advance at zero, so
+/// each exists from the first scrape: a rate or ratio over "no errors yet" is 0, not "no data".
+fn zero_known_series() {
+    use crate::domain::ErrorCode;
+    for code in ErrorCode::ALL {
+        metrics::counter!(ERRORS_TOTAL, "code" => code.as_str(), "stage" => code.stage())
+            .increment(0);
+    }
+    // The compiled-in portal rules are the ones `rythmiq migrate` activates.
+    let portals: Vec<String> = crate::portals::builtin()
+        .map(|rules| rules.into_iter().map(|r| r.spec.slug).collect())
+        .unwrap_or_default();
+    for portal in portals {
+        for (status, path) in [
+            ("completed", "fast"),
+            ("completed", "standard"),
+            ("failed", "unknown"),
+            ("retried", "unknown"),
+        ] {
+            metrics::counter!(JOBS_TOTAL, "status" => status, "path" => path, "portal" => portal.clone())
+                .increment(0);
+        }
+    }
+    for stage in STAGES.iter().chain(&["total"]) {
+        let _ = metrics::histogram!(JOB_CPU_SECONDS, "stage" => *stage);
+    }
+    let _ = metrics::histogram!(JOB_LATENCY_SECONDS);
+    let _ = metrics::histogram!(QUALITY_SCORE);
+    let _ = metrics::histogram!(OCR_CONFIDENCE);
+    metrics::counter!(OCR_ROLLBACKS_TOTAL).increment(0);
+    metrics::counter!(COLD_STARTS_TOTAL).increment(0);
+    metrics::gauge!(JOBS_IN_PROGRESS).set(0.0);
 }
 
 fn describe() {
@@ -107,10 +144,6 @@ fn describe() {
         "API requests by route, method and status"
     );
     describe_histogram!(API_LATENCY_SECONDS, Unit::Seconds, "API latency by route");
-    describe_gauge!(
-        CPU_HOURS_CURRENT_MONTH,
-        "CPU hours spent this calendar month"
-    );
     describe_gauge!(
         CPU_SECONDS_CURRENT_MONTH,
         "CPU seconds spent this calendar month"
@@ -145,7 +178,6 @@ pub async fn refresh_db_gauges(pool: &sqlx::PgPool) -> crate::Result<()> {
             .await?;
     for (metric, value, warning, critical) in rows {
         if metric == "cpu_hours_month" {
-            metrics::gauge!(CPU_HOURS_CURRENT_MONTH).set(value);
             metrics::gauge!(CPU_SECONDS_CURRENT_MONTH).set(value * 3600.0);
         }
         metrics::gauge!(ALERT_INPUT, "metric" => metric.clone()).set(value);

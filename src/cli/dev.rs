@@ -119,12 +119,14 @@ async fn serve(
     });
     // One engine for every worker runtime of this process: the models load once.
     let ocr = super::serve::load_ocr(&args.worker.ocr.models, &worker_settings, workers)?;
+    let startup = rythmiq_worker::StartupCpu::so_far();
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(
             worker_pool.clone(),
             rythmiq_worker::job::Pipeline::new(storage.clone(), ocr.clone()),
             worker_settings.clone(),
-        );
+        )
+        .with_startup_cpu(startup.clone());
         let shutdown = shutdown.clone();
         tasks.spawn(async move { worker.run(shutdown).await.map_err(anyhow::Error::from) });
     }

@@ -112,8 +112,8 @@ impl Cli {
             Command::Submit(a) => a.log.settings(),
             Command::Process(a) => a.log.settings(),
             Command::Ocr(a) => a.log.settings(),
-            Command::Api(a) => a.log.settings(),
-            Command::Worker(a) => a.log.settings(),
+            Command::Api(a) => a.service.log.settings(),
+            Command::Worker(a) => a.service.log.settings(),
             Command::Migrate(a) => a.log.settings(),
         }
     }

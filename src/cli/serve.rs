@@ -31,13 +31,7 @@ pub struct ApiCommand {
     #[command(flatten)]
     api: config::ApiArgs,
     #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    storage: StorageArgs,
-    #[command(flatten)]
-    keys: MasterKeyArgs,
-    #[command(flatten)]
-    pub log: ServiceLogArgs,
+    pub service: ServiceArgs,
 }
 
 /// `rythmiq worker`.
@@ -57,6 +51,14 @@ pub struct WorkerCommand {
     #[command(flatten)]
     worker: config::WorkerArgs,
     #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// What both services need besides their own settings: the database, the object store with
+/// its keys, and the logs.
+#[derive(Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
     storage: StorageArgs,
@@ -64,6 +66,22 @@ pub struct WorkerCommand {
     keys: MasterKeyArgs,
     #[command(flatten)]
     pub log: ServiceLogArgs,
+}
+
+impl ServiceArgs {
+    /// A pool acting as the service's own database role.
+    async fn pool(&self, role: db::Role) -> anyhow::Result<sqlx::PgPool> {
+        pool(&self.database, Some(role)).await
+    }
+
+    /// The object store, encrypting with the master keys.
+    fn storage(&self) -> anyhow::Result<Storage> {
+        Ok(Storage::open(
+            self.storage.settings(),
+            &self.storage.store.backend()?,
+            Arc::new(self.keys.key_ring()?),
+        )?)
+    }
 }
 
 /// `rythmiq migrate`.
@@ -93,15 +111,6 @@ async fn pool(database: &DatabaseArgs, role: Option<db::Role>) -> anyhow::Result
     }
 }
 
-/// The object store of a production role.
-fn storage(storage: &StorageArgs, keys: &MasterKeyArgs) -> anyhow::Result<Storage> {
-    Ok(Storage::open(
-        storage.settings(),
-        &storage.store.backend()?,
-        Arc::new(keys.key_ring()?),
-    )?)
-}
-
 /// Cancels the returned token on Ctrl-C or SIGTERM.
 fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -121,8 +130,8 @@ pub async fn api(args: ApiCommand) -> anyhow::Result<ExitCode> {
         .context("RYTHMIQ_JWT_SECRET must be set")?;
     let settings = args.api.settings(args.listen.clone(), secret)?;
     let state = rythmiq_api::AppState::new(
-        pool(&args.database, Some(db::Role::Api)).await?,
-        storage(&args.storage, &args.keys)?,
+        args.service.pool(db::Role::Api).await?,
+        args.service.storage()?,
         settings.clone(),
     );
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -136,25 +145,74 @@ pub async fn api(args: ApiCommand) -> anyhow::Result<ExitCode> {
 pub async fn worker(args: WorkerCommand) -> anyhow::Result<ExitCode> {
     let settings = args.worker.settings(args.worker_concurrency)?;
     let metrics = rythmiq_shared::metrics::install()?;
+    let storage = args.service.storage()?;
+    let ocr = load_ocr(&args.worker.ocr.models, &settings, 1)?;
+    // Liveness allows two missed beats: one slow statement is not a dead worker.
+    let silence_allowed = settings.heartbeat * 3;
+    let worker = rythmiq_worker::Worker::new(
+        args.service.pool(db::Role::Worker).await?,
+        rythmiq_worker::job::Pipeline::new(storage, ocr),
+        settings,
+    )
+    .with_startup_cpu(rythmiq_worker::StartupCpu::so_far());
     let listen = &args.metrics_listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen} for /metrics"))?;
     tracing::info!(listen_addr = %listener.local_addr()?, "worker metrics listening");
-    let app = axum::Router::new().route(
+    let app = worker_probes(worker.health.clone(), silence_allowed).route(
         "/metrics",
         axum::routing::get(move || std::future::ready(metrics.render())),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let storage = storage(&args.storage, &args.keys)?;
-    let ocr = load_ocr(&args.worker.ocr.models, &settings, 1)?;
-    let worker = rythmiq_worker::Worker::new(
-        pool(&args.database, Some(db::Role::Worker)).await?,
-        rythmiq_worker::job::Pipeline::new(storage, ocr),
-        settings,
-    );
     worker.run(on_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worker's probes: `/healthz` fails once no heartbeat has reached the database for
+/// `silence_allowed` (so the orchestrator restarts a worker the fleet presumes dead),
+/// `/readyz` while the worker does not take work (starting, or shutting down).
+fn worker_probes(
+    health: rythmiq_worker::queue::health::Health,
+    silence_allowed: std::time::Duration,
+) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let status = |ok: bool| {
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    let live = health.clone();
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let silence = live.silence().as_secs_f64();
+                let ok = live.is_live(silence_allowed);
+                std::future::ready((
+                    status(ok),
+                    axum::Json(serde_json::json!({
+                        "status": if ok { "ok" } else { "heartbeat stopped" },
+                        "seconds_since_heartbeat": silence,
+                    })),
+                ))
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let ok = health.is_ready();
+                std::future::ready((
+                    status(ok),
+                    axum::Json(serde_json::json!({
+                        "status": if ok { "ready" } else { "not taking work" },
+                    })),
+                ))
+            }),
+        )
 }
 
 /// The OCR engine for a process running `runtimes` workers with `settings`, loaded once.

@@ -496,6 +496,24 @@ where
     bail!("condition not met within {secs}s")
 }
 
+/// The `listen_addr` a process logged (JSON log lines) with `message`, once it has.
+pub async fn logged_address(log: &Path, message: &str) -> Result<String> {
+    let mut addr = None;
+    eventually(30, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        addr = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["message"] == message)
+            .and_then(|l| l["extra"]["listen_addr"].as_str().map(ToOwned::to_owned));
+        let found = addr.is_some();
+        async move { Ok(found) }
+    })
+    .await
+    .with_context(|| std::fs::read_to_string(log).unwrap_or_default())?;
+    addr.context("listen address")
+}
+
 pub fn decode_output(bytes: &[u8]) -> Result<image::DynamicImage> {
     Ok(image::load_from_memory(bytes)?)
 }

@@ -11,4 +11,4 @@ pub mod maintenance;
 pub mod queue;
 
 pub use error::JobError;
-pub use queue::Worker;
+pub use queue::{StartupCpu, Worker};

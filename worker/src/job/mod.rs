@@ -26,22 +26,37 @@ pub struct JobInput {
     pub rule: PortalRule,
 }
 
-/// Runs an I/O stage on the async runtime in its span. Its task may hop between threads, so no
-/// thread clock can be attributed to it; it waits on I/O, and its CPU cost is reported as zero.
+/// Runs an I/O stage on the async runtime in its span. Its task may hop between threads, so its
+/// CPU is the sum, over every poll, of the polling thread's CPU clock during that poll: what
+/// the stage itself computed (decryption, hashing, the store's client), not the waits.
 async fn io_stage<T>(
     name: &'static str,
     work: impl std::future::Future<Output = Result<T, JobError>>,
 ) -> Result<(T, StageTiming), JobError> {
     let span = stage_span(name);
     let started = Instant::now();
-    let out = work.instrument(span.clone()).await?;
+    let (out, cpu) = metered(work.instrument(span.clone())).await;
     let timing = StageTiming {
         name,
-        cpu_seconds: 0.0,
+        cpu_seconds: cpu.as_secs_f64(),
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     span.in_scope(|| log_stage(&timing));
-    Ok((out, timing))
+    Ok((out?, timing))
+}
+
+/// Awaits `work` and returns its output with the CPU time its polls took.
+pub async fn metered<F: std::future::Future>(work: F) -> (F::Output, std::time::Duration) {
+    let mut work = std::pin::pin!(work);
+    let mut cpu = std::time::Duration::ZERO;
+    let out = std::future::poll_fn(|cx| {
+        let before = cpu_time::ThreadTime::now();
+        let poll = work.as_mut().poll(cx);
+        cpu += before.elapsed();
+        poll
+    })
+    .await;
+    (out, cpu)
 }
 
 /// What a successful job produced.
@@ -90,20 +105,22 @@ impl Pipeline {
         .map_err(|e| JobError::internal("image stage panicked", e))??;
 
         let filename = fit::output_filename(&job.rule, job.job_id);
-        let (key, upload_timing) = io_stage(
-            "upload",
-            upload::upload(&self.storage, job, &filename, processed.bytes.clone()),
-        )
+        let page = processed.ocr.as_ref().and_then(|r| r.page.as_ref());
+        let ((key, ocr_text_key), upload_timing) = io_stage("upload", async {
+            let key =
+                upload::upload(&self.storage, job, &filename, processed.bytes.clone()).await?;
+            let ocr_text_key = match page {
+                Some(page) => {
+                    let text = serde_json::to_vec(&rythmiq_ocr::to_json(page))
+                        .map_err(|e| JobError::internal("OCR text", e))?;
+                    let name = format!("{filename}.ocr.json");
+                    Some(upload::upload(&self.storage, job, &name, text).await?)
+                }
+                None => None,
+            };
+            Ok((key, ocr_text_key))
+        })
         .await?;
-        let ocr_text_key = match processed.ocr.as_ref().and_then(|r| r.page.as_ref()) {
-            Some(page) => {
-                let text = serde_json::to_vec(&rythmiq_ocr::to_json(page))
-                    .map_err(|e| JobError::internal("OCR text", e))?;
-                let name = format!("{filename}.ocr.json");
-                Some(upload::upload(&self.storage, job, &name, text).await?)
-            }
-            None => None,
-        };
         processed.stages.insert(0, fetch_timing);
         processed.stages.push(upload_timing);
         Ok(JobOutput {

@@ -10,6 +10,7 @@
 
 pub mod apalis;
 pub mod claim;
+pub mod health;
 pub mod heartbeat;
 pub mod outcome;
 pub mod reaper;
@@ -42,8 +43,38 @@ pub struct Worker {
     pub pipeline: Pipeline,
     pub settings: WorkerSettings,
     pub name: String,
+    /// What the probes on the metrics port read.
+    pub health: health::Health,
+    /// Start-up CPU not yet charged to a job.
+    startup: StartupCpu,
     wake: Arc<Notify>,
     warm: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// CPU a process spent before its first job (start-up, loading the OCR models), charged once,
+/// to the first job that completes, so the `cpu_metrics` rows add up to what the process spent.
+/// Shared by the workers of one process.
+#[derive(Clone, Debug, Default)]
+pub struct StartupCpu(Arc<std::sync::Mutex<Option<Duration>>>);
+
+impl StartupCpu {
+    pub fn new(cpu: Duration) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(cpu))))
+    }
+
+    /// Everything this process has spent so far, on all its threads: call once start-up is
+    /// done (models loaded), before the first job.
+    pub fn so_far() -> Self {
+        Self::new(cpu_time::ProcessTime::now().as_duration())
+    }
+
+    /// The charge, the first time; zero after.
+    fn take(&self) -> Duration {
+        self.0
+            .lock()
+            .map(|mut c| c.take().unwrap_or_default())
+            .unwrap_or_default()
+    }
 }
 
 fn record_success_metrics(out: &crate::job::JobOutput, portal: String) {
@@ -86,9 +117,17 @@ impl Worker {
             pipeline,
             name: unique_name(settings.hostname.as_deref()),
             settings,
+            health: health::Health::default(),
+            startup: StartupCpu::default(),
             wake: Arc::new(Notify::new()),
             warm: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// Charges `startup` to the first job that completes (see [`StartupCpu`]).
+    pub fn with_startup_cpu(mut self, startup: StartupCpu) -> Self {
+        self.startup = startup;
+        self
     }
 
     /// Runs until `shutdown` fires, then stops claiming, lets in-flight jobs finish within the
@@ -125,6 +164,13 @@ impl Worker {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         tracing::info!(worker = %self.name, concurrency = self.settings.concurrency, "worker started");
+        self.health.beat();
+        self.health.set_ready(true);
+        let (health, stopping) = (self.health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            health.set_ready(false);
+        });
 
         let background = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat_loop(background.clone()));
@@ -137,7 +183,11 @@ impl Worker {
         ));
         let mut slots = tokio::task::JoinSet::new();
         for slot in 0..self.settings.concurrency {
-            slots.spawn(self.clone().slot_loop(slot, shutdown.clone()));
+            // Each slot runs its jobs' inference on an OCR thread pool of its own, so jobs do
+            // not queue behind each other's model runs and each job's CPU is charged to it.
+            let mut own = self.clone();
+            own.pipeline.ocr = own.pipeline.ocr.with_own_pool();
+            slots.spawn(own.slot_loop(slot, shutdown.clone()));
         }
         while let Some(res) = slots.join_next().await {
             if let Err(e) = res {
@@ -164,6 +214,7 @@ impl Worker {
                 tracing::warn!(error = %e, "heartbeat failed; will retry");
                 continue;
             }
+            self.health.beat();
             let s = &self.settings;
             match reaper::reap_orphans(&self.pool, s.orphan_timeout, s.retry_base, s.retry_max)
                 .await
@@ -327,6 +378,8 @@ impl Worker {
                 let cost = outcome::AttemptCost {
                     cold,
                     wall_seconds: wall,
+                    // The first job to complete carries it (a failed attempt writes no row).
+                    startup_cpu_seconds: self.startup.take().as_secs_f64(),
                 };
                 let ok = self
                     .retry_db("complete", || {

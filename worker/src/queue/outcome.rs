@@ -78,6 +78,8 @@ pub struct AttemptCost {
     /// The first job of this worker process (caches and models not yet warm).
     pub cold: bool,
     pub wall_seconds: f64,
+    /// The process's start-up CPU, on the first job it completes ([`crate::StartupCpu`]).
+    pub startup_cpu_seconds: f64,
 }
 
 /// One `cpu_metrics` row per finished job, written with the job's completion.
@@ -94,16 +96,16 @@ async fn record_cpu(
         found.peek()?;
         Some(found.map(|s| s.cpu_seconds).sum())
     };
-    let total: f64 = p.stages.iter().map(|s| s.cpu_seconds).sum();
+    let total: f64 = p.stages.iter().map(|s| s.cpu_seconds).sum::<f64>() + cost.startup_cpu_seconds;
     sqlx::query(
         "INSERT INTO cpu_metrics (job_id, worker_id, execution_temperature, processing_path,
                 total_cpu_seconds, total_wall_seconds, fetch_cpu_seconds, decode_cpu_seconds,
                 quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
                 ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds, input_file_size_bytes,
                 output_file_size_bytes, quality_score, ocr_confidence, enhancement_skipped,
-                page_count)
+                page_count, startup_cpu_seconds)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, input_bytes, $15,
-                $16, $17, $18, 1
+                $16, $17, $18, 1, $19
          FROM jobs WHERE id = $1",
     )
     .bind(started.input.job_id)
@@ -124,6 +126,7 @@ async fn record_cpu(
     .bind(f64::from(p.quality.score))
     .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
     .bind(p.enhancement.is_none())
+    .bind(cost.startup_cpu_seconds)
     .execute(&mut **tx)
     .await?;
     Ok(())
