@@ -79,9 +79,10 @@ pub fn install() -> crate::Result<PrometheusHandle> {
     handle.clone().map_err(crate::Error::Config)
 }
 
-/// The stages a job's CPU is charged to (`cpu_metrics` has a column for each).
-pub const STAGES: [&str; 8] = [
-    "fetch", "decode", "quality", "pre_ocr", "enhance", "ocr", "schema", "upload",
+/// What a job's CPU is charged to (`cpu_metrics` has a column for each): the stages, and the
+/// process's start-up on the first job it completes.
+pub const STAGES: [&str; 9] = [
+    "fetch", "decode", "quality", "pre_ocr", "enhance", "ocr", "schema", "upload", "startup",
 ];
 
 /// Creates every counter and histogram whose label values are known in advance at zero, so

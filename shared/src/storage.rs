@@ -552,9 +552,11 @@ impl Storage {
         let keys = Arc::clone(&self.keys);
         let binding = key.binding();
         // AES-GCM over megabytes is CPU work: keep it off the async threads.
-        let sealed = tokio::task::spawn_blocking(move || keys.seal(binding, &plaintext))
-            .await
-            .map_err(|_| StorageError::Crypto(CryptoError::Seal))??;
+        let sealed = tokio::task::spawn_blocking(crate::cpu::charged(move || {
+            keys.seal(binding, &plaintext)
+        }))
+        .await
+        .map_err(|_| StorageError::Crypto(CryptoError::Seal))??;
         let write = self.store.put(key.as_path(), PutPayload::from(sealed));
         match tokio::time::timeout(self.settings.upload_timeout, write).await {
             Err(_) => Err(StorageError::Timeout(self.settings.upload_timeout)),
@@ -575,9 +577,10 @@ impl Storage {
         };
         let keys = Arc::clone(&self.keys);
         let binding = key.binding();
-        let plain = tokio::task::spawn_blocking(move || keys.open(binding, &sealed))
-            .await
-            .map_err(|_| StorageError::Crypto(CryptoError::Tampered))??;
+        let plain =
+            tokio::task::spawn_blocking(crate::cpu::charged(move || keys.open(binding, &sealed)))
+                .await
+                .map_err(|_| StorageError::Crypto(CryptoError::Tampered))??;
         Ok(Bytes::from(plain))
     }
 

@@ -26,16 +26,16 @@ pub struct JobInput {
     pub rule: PortalRule,
 }
 
-/// Runs an I/O stage on the async runtime in its span. Its task may hop between threads, so its
-/// CPU is the sum, over every poll, of the polling thread's CPU clock during that poll: what
-/// the stage itself computed (decryption, hashing, the store's client), not the waits.
+/// Runs an I/O stage on the async runtime in its span. Its CPU is what its polls took, on
+/// whichever thread, plus the sealing and opening of objects on the blocking pool
+/// ([`rythmiq_shared::cpu::measure`]): what the stage computed, not its waits.
 async fn io_stage<T>(
     name: &'static str,
     work: impl std::future::Future<Output = Result<T, JobError>>,
 ) -> Result<(T, StageTiming), JobError> {
     let span = stage_span(name);
     let started = Instant::now();
-    let (out, cpu) = metered(work.instrument(span.clone())).await;
+    let (out, cpu) = rythmiq_shared::cpu::measure(work.instrument(span.clone())).await;
     let timing = StageTiming {
         name,
         cpu_seconds: cpu.as_secs_f64(),
@@ -43,20 +43,6 @@ async fn io_stage<T>(
     };
     span.in_scope(|| log_stage(&timing));
     Ok((out?, timing))
-}
-
-/// Awaits `work` and returns its output with the CPU time its polls took.
-pub async fn metered<F: std::future::Future>(work: F) -> (F::Output, std::time::Duration) {
-    let mut work = std::pin::pin!(work);
-    let mut cpu = std::time::Duration::ZERO;
-    let out = std::future::poll_fn(|cx| {
-        let before = cpu_time::ThreadTime::now();
-        let poll = work.as_mut().poll(cx);
-        cpu += before.elapsed();
-        poll
-    })
-    .await;
-    (out, cpu)
 }
 
 /// What a successful job produced.

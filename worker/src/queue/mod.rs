@@ -65,7 +65,7 @@ impl StartupCpu {
     /// Everything this process has spent so far, on all its threads: call once start-up is
     /// done (models loaded), before the first job.
     pub fn so_far() -> Self {
-        Self::new(cpu_time::ProcessTime::now().as_duration())
+        Self::new(rythmiq_shared::cpu::process_so_far())
     }
 
     /// The charge, the first time; zero after.
@@ -77,7 +77,9 @@ impl StartupCpu {
     }
 }
 
-fn record_success_metrics(out: &crate::job::JobOutput, portal: String) {
+/// The job's metrics; `startup` is the process's start-up CPU when this job carries it (see
+/// [`StartupCpu`]), so the CPU histogram's total agrees with the `cpu_metrics` rows.
+fn record_success_metrics(out: &crate::job::JobOutput, portal: String, startup: f64) {
     let p = &out.processed;
     metrics::counter!(m::JOBS_TOTAL, "status" => "completed", "path" => p.path.as_str(),
                       "portal" => portal)
@@ -86,6 +88,10 @@ fn record_success_metrics(out: &crate::job::JobOutput, portal: String) {
     for s in &p.stages {
         total += s.cpu_seconds;
         metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => s.name).record(s.cpu_seconds);
+    }
+    if startup > 0.0 {
+        metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => "startup").record(startup);
+        total += startup;
     }
     metrics::histogram!(m::JOB_CPU_SECONDS, "stage" => "total").record(total);
     metrics::histogram!(m::QUALITY_SCORE).record(f64::from(p.quality.score));
@@ -374,13 +380,13 @@ impl Worker {
 
         match result {
             Ok(out) => {
-                record_success_metrics(&out, portal);
                 let cost = outcome::AttemptCost {
                     cold,
                     wall_seconds: wall,
                     // The first job to complete carries it (a failed attempt writes no row).
                     startup_cpu_seconds: self.startup.take().as_secs_f64(),
                 };
+                record_success_metrics(&out, portal, cost.startup_cpu_seconds);
                 let ok = self
                     .retry_db("complete", || {
                         outcome::complete(&self.pool, &self.name, &started, &out, &cost)
