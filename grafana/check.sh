@@ -7,9 +7,14 @@
 #   4. tools/lint_selftest.py: the lint (and the promtool tests) fail on deliberately broken
 #      copies, so a green run means something;
 #   5. tools/sql_check.py: every dashboard SQL query runs on a scratch PostgreSQL migrated with
-#      apalis-postgres' and our migrations (skipped, and said so, without a PostgreSQL server).
-# Needs promtool (Debian's `prometheus` package) and, from PyPI, grafana-foundation-sdk and
-# PyYAML: `scripts/setup.sh --test` installs them.
+#      apalis-postgres' and our migrations (skipped, and said so, without a PostgreSQL server);
+#   6. tools/live_check.py: the real `rythmiq dev` (target/debug/rythmiq) and Prometheus on
+#      loopback with the rules loaded, real jobs (one killed with its worker, one failing), then
+#      every dashboard target returns data from Prometheus and, as the Grafana login, from the
+#      database. Never skipped: a missing prometheus or binary fails it.
+# Needs promtool and prometheus (Debian's `prometheus` package), PostgreSQL, a built
+# target/debug/rythmiq and, from PyPI, grafana-foundation-sdk and PyYAML: `scripts/setup.sh
+# --test` and `cargo build` provide them.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,4 +29,5 @@ promtool test rules alerts/tests/*.yml
 python3 tools/lint.py
 python3 tools/lint_selftest.py
 python3 tools/sql_check.py
+python3 tools/live_check.py
 echo "grafana/check.sh: all checks passed"

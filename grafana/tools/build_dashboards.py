@@ -503,7 +503,8 @@ def cost():
                 custom={"stacking": {"mode": "normal", "group": "A"}, "fillOpacity": 40}), 12, 8)
     L.add(panel("table", "CPU-s per document by path and stage over the window (SQL)",
                 "cpu_metrics: mean CPU-seconds per document of every stage, per path (a stage the "
-                "path skips counts as 0).", "s",
+                "path skips counts as 0); startup is a worker process's start-up CPU, charged to "
+                "its first completed job, so the stages and startup add up to the total.", "s",
                 [sql("SELECT processing_path AS path, count(*) AS documents, "
                      "avg(total_cpu_seconds) AS total, "
                      "avg(COALESCE(fetch_cpu_seconds, 0)) AS fetch, "
@@ -513,7 +514,8 @@ def cost():
                      "avg(COALESCE(enhancement_cpu_seconds, 0)) AS enhance, "
                      "avg(COALESCE(ocr_cpu_seconds, 0)) AS ocr, "
                      "avg(COALESCE(schema_cpu_seconds, 0)) AS schema, "
-                     "avg(COALESCE(upload_cpu_seconds, 0)) AS upload "
+                     "avg(COALESCE(upload_cpu_seconds, 0)) AS upload, "
+                     "avg(startup_cpu_seconds) AS startup "
                      "FROM cpu_metrics WHERE $__timeFilter(created_at) GROUP BY 1 ORDER BY 1")],
                 thresholds=PLAN_STEPS, decimals=3,
                 overrides=[override("documents", unit="short", decimals=0),

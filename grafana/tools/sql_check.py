@@ -83,20 +83,23 @@ def apalis_migrations():
     return sorted(glob.glob(os.path.join(dirs[-1], "*.sql"))) if dirs else []
 
 
-def expand_macros(sql):
-    """Grafana's PostgreSQL macros, as the datasource expands them."""
+def expand_macros(sql, time_from=FROM, time_to=TO, variables=None):
+    """Grafana's PostgreSQL macros, as the datasource expands them. time_from and time_to are
+    quoted SQL timestamps; variables maps a dashboard variable to its SQL text."""
+    variables = VARIABLES if variables is None else variables
+
     def interval_seconds(text):
         m = re.fullmatch(r"'?(\d+)([smhd])'?", text.strip())
         if not m:
             return 60
         return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
-    sql = re.sub(r"\$__timeFilter\(([^()]+)\)", rf"\1 BETWEEN {FROM} AND {TO}", sql)
+    sql = re.sub(r"\$__timeFilter\(([^()]+)\)", rf"\1 BETWEEN {time_from} AND {time_to}", sql)
     sql = re.sub(r"\$__timeGroupAlias\(([^,()]+),\s*([^()]+)\)",
                  lambda m: f"floor(extract(epoch from {m.group(1)})/{interval_seconds(m.group(2))})"
                            f"*{interval_seconds(m.group(2))} AS \"time\"", sql)
-    sql = sql.replace("$__timeFrom()", FROM).replace("$__timeTo()", TO)
-    for name, value in VARIABLES.items():
+    sql = sql.replace("$__timeFrom()", time_from).replace("$__timeTo()", time_to)
+    for name, value in variables.items():
         sql = sql.replace("${" + name + "}", value).replace("$" + name, value)
     if "$" in re.sub(r"\$\$", "", sql):
         raise ValueError(f"unexpanded macro or variable in: {sql}")
