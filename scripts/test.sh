@@ -17,3 +17,4 @@ fi
 cargo test --workspace --locked --no-fail-fast
 # Dashboards, alert rules and their unit tests (grafana/README.md).
 bash grafana/check.sh
+bash deploy/check.sh
