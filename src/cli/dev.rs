@@ -142,6 +142,7 @@ async fn serve(
          \x20 curl -H 'Authorization: Bearer {token}' -F file=@photo.jpg -F portal=neet-ug-2026-photo http://{addr}/v1/jobs\n\
          \n\
          Portal rules: http://{addr}/v1/portal-schemas   API description: http://{addr}/openapi.json\n\
+         Database (superuser, loopback only): {url}\n\
          Press Ctrl-C to stop (Postgres stops too)."
     );
 
