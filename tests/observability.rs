@@ -351,7 +351,7 @@ async fn a_fresh_worker_serves_every_known_series_and_probes_that_follow_its_hea
     let app = TestApp::spawn().await?;
     let logs = shared_tempdir()?;
     let log = logs.path().join("worker.log");
-    let mut worker = app.spawn_logged("worker", &[("RYTHMIQ_LOG_FORMAT", "json")], &log)?;
+    let mut worker = Reaped(app.spawn_logged("worker", &[("RYTHMIQ_LOG_FORMAT", "json")], &log)?);
     let base = format!(
         "http://{}",
         logged_address(&log, "worker metrics listening").await?
@@ -416,10 +416,10 @@ async fn a_fresh_worker_serves_every_known_series_and_probes_that_follow_its_hea
 
     // SIGTERM: a clean stop.
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &worker.id().to_string()])
+        .args(["-TERM", &worker.0.id().to_string()])
         .status()?;
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || worker.wait()).await??;
+    let status = tokio::task::block_in_place(|| worker.0.wait())?;
     assert!(status.success(), "{status}");
     Ok(())
 }
@@ -478,13 +478,13 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
     }
 
     let logs = shared_tempdir()?;
-    let mut worker = app.spawn_logged("worker", &[], &logs.path().join("worker.log"))?;
+    let mut worker = Reaped(app.spawn_logged("worker", &[], &logs.path().join("worker.log"))?);
     for &id in &jobs {
         let job = app.wait_terminal(id, 180).await?;
         assert_eq!(job["status"], "completed", "{job}");
     }
-    let process = process_cpu_seconds(worker.id())?;
-    signal(&worker, "TERM")?;
+    let process = process_cpu_seconds(worker.0.id())?;
+    signal(&worker.0, "TERM")?;
     let rows: f64 = sqlx::query_scalar("SELECT sum(total_cpu_seconds) FROM cpu_metrics")
         .fetch_one(&app.pool)
         .await?;
@@ -511,6 +511,6 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
         (stages - rows).abs() < 1e-6,
         "stages {stages} != total {rows}"
     );
-    let _ = tokio::task::spawn_blocking(move || worker.wait()).await?;
+    tokio::task::block_in_place(|| worker.0.wait())?;
     Ok(())
 }

@@ -468,6 +468,16 @@ fn hash(x: u32, y: u32, seed: u32) -> u32 {
     h ^ (h >> 16)
 }
 
+/// A child process that is killed when dropped, so a failing test leaves no process behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Sends a signal to a child process with the `kill` command (no unsafe code needed).
 pub fn signal(child: &Child, sig: &str) -> Result<()> {
     let status = Command::new("kill")
