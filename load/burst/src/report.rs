@@ -50,7 +50,9 @@ pub async fn cpu_rows(url: &str, ids: &[Uuid]) -> Result<Vec<CpuRow>> {
         .max_connections(1)
         .connect(url)
         .await?;
-    let raw: Vec<(Uuid, String, f64, Vec<Option<f64>>, f64)> = sqlx::query_as(
+    // (job, path, total, the eight stage columns, start-up).
+    type Raw = (Uuid, String, f64, Vec<Option<f64>>, f64);
+    let raw: Vec<Raw> = sqlx::query_as(
         "SELECT job_id, processing_path, total_cpu_seconds,
                 ARRAY[fetch_cpu_seconds, decode_cpu_seconds, quality_cpu_seconds,
                       pre_ocr_cpu_seconds, enhancement_cpu_seconds, ocr_cpu_seconds,
