@@ -424,29 +424,6 @@ async fn a_fresh_worker_serves_every_known_series_and_probes_that_follow_its_hea
     Ok(())
 }
 
-/// CPU seconds a process has spent so far, all threads, user and system (`/proc/PID/stat`).
-fn process_cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow::anyhow!("unreadable stat: {stat}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: f64 = fields
-        .get(11..13)
-        .ok_or_else(|| anyhow::anyhow!("short stat: {stat}"))?
-        .iter()
-        .map(|f| f.parse::<f64>())
-        .sum::<Result<f64, _>>()?;
-    let hz = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()?;
-    let hz: f64 = String::from_utf8(hz.stdout)?.trim().parse()?;
-    Ok(ticks / hz)
-}
-
 /// The `cpu_metrics` rows of a worker process add up to the CPU the process spent (within
 /// 10 %): inference on the OCR pool's threads, fetch and upload, start-up and model loading are
 /// all charged to jobs.
@@ -483,7 +460,7 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
         let job = app.wait_terminal(id, 180).await?;
         assert_eq!(job["status"], "completed", "{job}");
     }
-    let process = process_cpu_seconds(worker.0.id())?;
+    let process = rythmiq_shared::cpu::of_process(worker.0.id())?.as_secs_f64();
     signal(&worker.0, "TERM")?;
     let rows: f64 = sqlx::query_scalar("SELECT sum(total_cpu_seconds) FROM cpu_metrics")
         .fetch_one(&app.pool)

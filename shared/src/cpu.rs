@@ -20,6 +20,41 @@ pub fn process_so_far() -> Duration {
     cpu_time::ProcessTime::now().as_duration()
 }
 
+/// What process `pid` has spent so far, on all its threads, user and system, as `/proc` reports
+/// it (Linux): how an operator measures a process, from outside it.
+pub fn of_process(pid: u32) -> std::io::Result<Duration> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold anything.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| invalid("no command name in /proc/PID/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = fields
+        .get(11..13)
+        .ok_or_else(|| invalid("too few fields in /proc/PID/stat"))?
+        .iter()
+        .map(|f| {
+            f.parse::<u64>()
+                .map_err(|_| invalid("a CPU time is not a number"))
+        })
+        .sum::<std::io::Result<u64>>()?;
+    let hz = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()?;
+    let hz: u64 = String::from_utf8_lossy(&hz.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| invalid("getconf CLK_TCK did not print a number"))?;
+    if hz == 0 {
+        return Err(invalid("getconf CLK_TCK printed 0"));
+    }
+    Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
 /// Runs `work` and returns its output with the CPU it cost: its polls, on whichever thread
 /// polled them, plus the blocking closures it ran through [`charged`].
 pub async fn measure<F: Future>(work: F) -> (F::Output, Duration) {
@@ -61,6 +96,24 @@ mod tests {
         while start.elapsed() < d {
             std::hint::black_box(0u64);
         }
+    }
+
+    #[test]
+    fn this_process_reads_as_it_does_from_inside() -> std::io::Result<()> {
+        spin(Duration::from_millis(50));
+        let outside = of_process(std::process::id())?;
+        let inside = process_so_far();
+        // /proc counts in clock ticks (10 ms).
+        assert!(
+            outside <= inside + Duration::from_millis(20),
+            "{outside:?} {inside:?}"
+        );
+        assert!(
+            outside + Duration::from_millis(30) >= inside,
+            "{outside:?} {inside:?}"
+        );
+        assert!(of_process(u32::MAX).is_err());
+        Ok(())
     }
 
     #[tokio::test]

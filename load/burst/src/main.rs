@@ -247,23 +247,11 @@ async fn run_one(
     }
 }
 
-/// CPU seconds a process has spent so far (all threads, user and system), from `/proc`.
+/// CPU seconds process `pid` has spent so far (all threads, user and system), from `/proc`.
 fn process_cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .context("stat fields")?
-        .iter()
-        .map(|f| f.parse::<f64>())
-        .sum::<Result<f64, _>>()?;
-    let hz = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()?;
-    let hz: f64 = String::from_utf8(hz.stdout)?.trim().parse()?;
-    Ok(ticks / hz)
+    let cpu = rythmiq_shared::cpu::of_process(pid)
+        .with_context(|| format!("reading the CPU time of process {pid}"))?;
+    Ok(cpu.as_secs_f64())
 }
 
 #[tokio::main]
