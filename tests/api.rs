@@ -473,24 +473,12 @@ async fn waiting_clients_are_woken_by_notify_not_polling() -> Result<()> {
 #[tokio::test]
 async fn service_endpoints_describe_themselves() -> Result<()> {
     let app = TestApp::spawn().await?;
-    let health: Value = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let health: Value = app.get_json("/healthz").await?;
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/readyz")).send().await?;
     assert_eq!(ready.status(), StatusCode::OK);
 
-    let portals: Vec<Value> = app
-        .client
-        .get(app.url("/v1/portal-schemas"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let portals: Vec<Value> = app.get_json("/v1/portal-schemas").await?;
     let slugs: Vec<&str> = portals.iter().filter_map(|p| p["slug"].as_str()).collect();
     for slug in [
         "neet-ug-2026-photo",
@@ -523,13 +511,7 @@ async fn service_endpoints_describe_themselves() -> Result<()> {
         (Some(10), Some(100), Some(200))
     );
 
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let spec: Value = app.get_json("/openapi.json").await?;
     for path in [
         "/v1/jobs",
         "/v1/jobs/{id}",

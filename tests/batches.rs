@@ -488,13 +488,7 @@ async fn invalid_batches_are_refused_before_anything_is_written() -> Result<()> 
     assert_eq!(accounts, 0, "no credit was touched");
 
     // The batch routes are in the OpenAPI document.
-    let spec: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let spec: Value = app.get_json("/openapi.json").await?;
     for path in [
         "/v1/batches",
         "/v1/batches/{id}",

@@ -436,21 +436,8 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
         let photo = photo_jpeg(900, 1200, 70 + seed);
         jobs.push(app.submit_ok(photo, "neet-ug-2026-photo").await?);
     }
-    let font = render::font("DejaVuSans.ttf");
     for n in 0..3 {
-        let lines: Vec<String> = [
-            "CERTIFICATE OF BIRTH",
-            "Name of Candidate: Priya Sharma",
-            "Registration number ABX-2291-KL",
-            "Issued at New Delhi on 03 January 2024",
-        ]
-        .iter()
-        .map(|s| format!("{s} {n}"))
-        .collect();
-        let page = render::render_lines(&font, 40.0, &lines, 1240, 1754);
-        let mut png = Vec::new();
-        image::DynamicImage::ImageRgb8(page)
-            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+        let png = render::certificate_png(40.0, &format!(" {n}"));
         jobs.push(app.submit_ok(png, "aadhaar-update-document").await?);
     }
 

@@ -107,13 +107,7 @@ async fn a_changed_file_becomes_the_next_version_and_old_jobs_keep_theirs() -> R
     assert!(db::load_portal_rules(&app.pool, &files).await?.is_empty());
 
     // The API lists the new version and when it was checked.
-    let listed: serde_json::Value = app
-        .client
-        .get(app.url("/v1/portal-schemas"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let listed: serde_json::Value = app.get_json("/v1/portal-schemas").await?;
     let entry = listed
         .as_array()
         .and_then(|a| a.iter().find(|p| p["slug"] == slug))

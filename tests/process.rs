@@ -125,20 +125,7 @@ fn failures_are_json_with_a_code_and_a_non_zero_exit() -> Result<()> {
 #[test]
 fn a_document_is_read_and_its_text_stored_next_to_the_output() -> Result<()> {
     let dir = shared_tempdir()?;
-    let font = render::font("DejaVuSans.ttf");
-    let lines: Vec<String> = [
-        "CERTIFICATE OF BIRTH",
-        "Name of Candidate: Priya Sharma",
-        "Registration number ABX-2291-KL",
-        "Issued at New Delhi on 03 January 2024",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let page = render::render_lines(&font, 44.0, &lines, 1240, 1754);
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(page)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    let png = render::certificate_png(44.0, "");
     let input = write_file(dir.path(), "scan.png", &png)?;
     let out = dir.path().join("doc.pdf");
     let (ok, v) = process(&input, "aadhaar-update-document", &out)?;

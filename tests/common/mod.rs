@@ -241,6 +241,11 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// `GET path` (no token), read as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self.client.get(self.url(path)).send().await?.json().await?)
+    }
+
     pub fn token(&self) -> String {
         token_for(self.user)
     }

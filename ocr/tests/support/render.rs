@@ -9,6 +9,26 @@ use image::{Rgb, RgbImage};
 /// Directory of the DejaVu fonts shipped by `fonts-dejavu-core`.
 pub const FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
 
+/// The lines of [`certificate_png`].
+pub const CERTIFICATE: [&str; 4] = [
+    "CERTIFICATE OF BIRTH",
+    "Name of Candidate: Priya Sharma",
+    "Registration number ABX-2291-KL",
+    "Issued at New Delhi on 03 January 2024",
+];
+
+/// A certificate as a student would upload it: an A4 page at 150 dpi (1240 × 1754) with the
+/// lines of [`CERTIFICATE`], each followed by `suffix`, in `px`-pixel DejaVu Sans, as PNG bytes.
+pub fn certificate_png(px: f32, suffix: &str) -> Vec<u8> {
+    let lines: Vec<String> = CERTIFICATE.iter().map(|l| format!("{l}{suffix}")).collect();
+    let page = render_lines(&font("DejaVuSans.ttf"), px, &lines, 1240, 1754);
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(page)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encoding a PNG in memory");
+    png
+}
+
 /// Loads a DejaVu font by file name; panics with the package to install.
 pub fn font(name: &str) -> FontVec {
     let path = format!("{FONT_DIR}/{name}");
