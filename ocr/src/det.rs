@@ -56,7 +56,7 @@ pub fn preprocess(img: &RgbImage, max_side: u32, min_side: u32) -> NdTensor<f32,
     let src = if (rw, rh) == (w, h) {
         img
     } else {
-        resized = image::imageops::resize(img, rw, rh, image::imageops::FilterType::Triangle);
+        resized = crate::rec::resized(img, rw, rh);
         &resized
     };
     let plane = (rw * rh) as usize;

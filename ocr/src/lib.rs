@@ -99,6 +99,10 @@ pub struct OcrOptions {
     /// Lines recognised with less confidence are dropped as noise
     /// (PP-OCR's `drop_score`).
     pub min_line_confidence: f32,
+    /// Recognise only this many of the detected lines, the widest (`None`: all of them). A
+    /// sample of a page's longest lines is enough to compare two versions of it (the rollback
+    /// test after ENHANCE) at a fraction of the cost of reading every line.
+    pub max_lines: Option<usize>,
     /// When set, the pass stops with [`OcrError::DeadlineExceeded`] at the
     /// first model run (detection, a classifier batch, a line) that would
     /// start after it, so a long page overruns by one run at most (about
@@ -115,6 +119,7 @@ impl Default for OcrOptions {
             classify_lines: true,
             flip_threshold: 0.9,
             min_line_confidence: 0.5,
+            max_lines: None,
             deadline: None,
         }
     }
@@ -130,6 +135,14 @@ impl OcrOptions {
             detect_orientation: false,
             classify_lines: false,
             ..Self::default()
+        }
+    }
+
+    /// These options reading at most `n` lines, the widest (see [`OcrOptions::max_lines`]).
+    pub fn with_max_lines(self, n: usize) -> Self {
+        Self {
+            max_lines: Some(n),
+            ..self
         }
     }
 
@@ -424,6 +437,11 @@ impl OcrEngine {
             rotation = 90;
         }
         let page = rotated.as_ref().unwrap_or(img);
+        if let Some(n) = opts.max_lines.filter(|&n| quads.len() > n) {
+            // The widest lines in characters (length over height), which carry most of the text.
+            quads.sort_by(|a, b| line_length(b).total_cmp(&line_length(a)));
+            quads.truncate(n);
+        }
         let mut crops: Vec<RgbImage> = Vec::with_capacity(quads.len());
         let mut kept: Vec<geom::Quad> = Vec::with_capacity(quads.len());
         for q in quads {
@@ -550,6 +568,12 @@ impl OcrEngine {
             lines: page_lines,
         })
     }
+}
+
+/// A line's length in units of its height: how many characters it can hold.
+fn line_length(q: &geom::Quad) -> f32 {
+    let (w, h) = geom::crop_size(q);
+    w.max(h) / w.min(h).max(1.0)
 }
 
 /// Whether the detected lines are mostly taller than wide (a page on its

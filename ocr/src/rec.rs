@@ -1,7 +1,6 @@
 //! Line classification (0°/180°) and recognition (CTC) pre/post-processing.
 
 use image::RgbImage;
-use image::imageops::{FilterType, resize};
 use rten_tensor::NdTensor;
 use rten_tensor::prelude::*;
 
@@ -23,7 +22,7 @@ pub fn cls_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
     let plane = w * h;
     let mut data = vec![0f32; crops.len() * 3 * plane];
     for (n, crop) in crops.iter().enumerate() {
-        let r = resize(*crop, CLS_W, CLS_H, FilterType::Triangle);
+        let r = resized(crop, CLS_W, CLS_H);
         let base = n * 3 * plane;
         for (i, px) in r.pixels().enumerate() {
             for c in 0..3 {
@@ -33,6 +32,20 @@ pub fn cls_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
         }
     }
     NdTensor::from_data([crops.len(), 3, h, w], data)
+}
+
+/// `crop` resampled to `w`×`h` with a triangle (bilinear) filter widened to the scale, as
+/// `image`'s `Triangle` does, by `fast_image_resize`'s SIMD convolution: 4–5 % of a page's CPU
+/// went into `image`'s scalar resize.
+pub(crate) fn resized(crop: &RgbImage, w: u32, h: u32) -> RgbImage {
+    use fast_image_resize::{FilterType as Fir, ResizeAlg, ResizeOptions, Resizer};
+    let mut out = RgbImage::new(w, h);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Fir::Bilinear));
+    match Resizer::new().resize(crop, &mut out, &options) {
+        Ok(()) => out,
+        // Only reachable with an empty image, which line crops never are; stay correct anyway.
+        Err(_) => image::imageops::resize(crop, w, h, image::imageops::FilterType::Triangle),
+    }
 }
 
 /// Width a crop gets when scaled to the recogniser's height.
@@ -65,7 +78,7 @@ pub fn rec_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
     let mut data = vec![0f32; crops.len() * 3 * plane];
     for (n, crop) in crops.iter().enumerate() {
         let rw = rec_input_width(crop).min(bw);
-        let r = resize(*crop, rw, REC_HEIGHT, FilterType::Triangle);
+        let r = resized(crop, rw, REC_HEIGHT);
         let base = n * 3 * plane;
         for (x, y, px) in r.enumerate_pixels() {
             let i = y as usize * bwu + x as usize;
