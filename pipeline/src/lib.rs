@@ -1,5 +1,6 @@
 //! Rythmiq's image pipeline, the CPU part of a job: decode → QUALITY → PRE-OCR → ENHANCE and OCR
 //! with rollback (standard path only) → full OCR for documents → SCHEMA fit (with verification).
+//! A document on the fast path skips PRE-OCR: its full read is its baseline (see [`ocr`]).
 //! No I/O: the worker fetches the upload before and stores the result after.
 //!
 //! [`process_image`] is a plain blocking function shared by the worker (on the blocking pool, so
@@ -187,11 +188,15 @@ fn process_on_this_thread(
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
     // The engine with this job's OCR time budget.
     let ocr = ocr.map(|o| (o, ocr::Budget::new(o.timeout)));
+    let document = rule.kind == DocumentKind::Document;
+    // A document on the fast path is kept as it is, and its full read below is its baseline.
     let baseline = match &ocr {
-        Some((o, b)) => Some(clock.stage("pre_ocr", || o.baseline(&image, b))?),
-        None => None,
+        Some((o, b)) if !(document && quality.fast_path()) => {
+            Some(clock.stage("pre_ocr", || o.baseline(&image, rule.kind, b))?)
+        }
+        _ => None,
     };
-    let base_conf = baseline.as_ref().map_or(0.0, |p| p.confidence);
+    let base_conf = baseline.as_ref().map(|p| p.confidence);
 
     // `read` is the cheap read of the image that is kept, `rolled_back` whether ENHANCE was
     // undone for lowering OCR confidence.
@@ -203,8 +208,9 @@ fn process_on_this_thread(
         });
         match (&ocr, baseline) {
             (Some((o, b)), Some(base)) => {
-                let (keep, page) =
-                    clock.stage("ocr", || o.keeps_enhancement(&enhanced, &base, b))?;
+                let (keep, page) = clock.stage("ocr", || {
+                    o.keeps_enhancement(&enhanced, rule.kind, &base, b)
+                })?;
                 if keep {
                     (
                         ProcessingPath::Standard,
@@ -238,11 +244,16 @@ fn process_on_this_thread(
         }
     };
     let ocr_report = match (&ocr, read) {
-        (Some((o, b)), Some(_)) if rule.kind == DocumentKind::Document => {
+        (Some((o, b)), _) if document => {
             let page = clock.stage("ocr", || o.document(&image, b))?;
-            Some(ocr::document_report(page, base_conf, rolled_back))
+            let base = base_conf.unwrap_or(page.confidence);
+            Some(ocr::document_report(page, base, rolled_back))
         }
-        (_, Some(page)) => Some(ocr::report(&page, base_conf, rolled_back)),
+        (_, Some(page)) => Some(ocr::report(
+            &page,
+            base_conf.unwrap_or(page.confidence),
+            rolled_back,
+        )),
         _ => None,
     };
     if let Some(r) = &ocr_report {

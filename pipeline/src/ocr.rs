@@ -10,15 +10,31 @@
 //!   like (same preset) keeps the decision about the image, not the settings.
 //! - Documents then get a full read (orientation search, line classification, full detection
 //!   size) of the image that is kept; its text is stored next to the output, never logged.
+//!   Their cheap reads recognise only a sample of the page's widest lines
+//!   ([`DOCUMENT_SAMPLE_LINES`]): enough to compare the two versions, where a cheap read of every
+//!   line cost as much as the full read. A document on the fast path has no cheap read at all:
+//!   nothing is undone on that path, so its full read, of the unenhanced image, is the baseline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
+use rythmiq_domain::DocumentKind;
 use rythmiq_ocr::{OcrEngine, OcrOptions, PageText};
 use serde::Serialize;
 
 use crate::Error;
+
+/// How many lines (the widest) a document's cheap reads recognise.
+pub const DOCUMENT_SAMPLE_LINES: usize = 8;
+
+/// The cheap preset for `kind`: documents read a sample of their lines.
+fn cheap(kind: DocumentKind) -> OcrOptions {
+    match kind {
+        DocumentKind::Document => OcrOptions::cheap().with_max_lines(DOCUMENT_SAMPLE_LINES),
+        DocumentKind::Photo | DocumentKind::Signature => OcrOptions::cheap(),
+    }
+}
 
 /// The engine a worker process loads once and shares across its jobs, with the per-job limit.
 #[derive(Clone)]
@@ -116,18 +132,24 @@ impl OcrStage {
     }
 
     /// PRE-OCR: the cheap read of the unenhanced image.
-    pub fn baseline(&self, img: &RgbImage, budget: &Budget) -> Result<PageText, Error> {
-        self.read(img, &OcrOptions::cheap(), budget)
+    pub fn baseline(
+        &self,
+        img: &RgbImage,
+        kind: DocumentKind,
+        budget: &Budget,
+    ) -> Result<PageText, Error> {
+        self.read(img, &cheap(kind), budget)
     }
 
     /// OCR on the enhanced image: whether to keep it (`true`) or roll back, and its cheap read.
     pub fn keeps_enhancement(
         &self,
         enhanced: &RgbImage,
+        kind: DocumentKind,
         baseline: &PageText,
         budget: &Budget,
     ) -> Result<(bool, PageText), Error> {
-        let page = self.read(enhanced, &OcrOptions::cheap(), budget)?;
+        let page = self.read(enhanced, &cheap(kind), budget)?;
         Ok((page.confidence >= baseline.confidence, page))
     }
 
@@ -181,10 +203,20 @@ mod tests {
         let budget = Budget::new(ocr.timeout);
         // ENHANCE washed the page out: nothing is read where the baseline read a line.
         let washed_out = RgbImage::from_pixel(400, 300, image::Rgb([255, 255, 255]));
-        let (keep, page) = ocr.keeps_enhancement(&washed_out, &read_page(0.93), &budget)?;
+        let (keep, page) = ocr.keeps_enhancement(
+            &washed_out,
+            DocumentKind::Document,
+            &read_page(0.93),
+            &budget,
+        )?;
         assert!(!keep && page.confidence == 0.0);
         // Nothing read before or after: enhancement did no harm and is kept.
-        let (keep, _) = ocr.keeps_enhancement(&washed_out, &read_page(0.0), &budget)?;
+        let (keep, _) = ocr.keeps_enhancement(
+            &washed_out,
+            DocumentKind::Document,
+            &read_page(0.0),
+            &budget,
+        )?;
         assert!(keep);
         Ok(())
     }
@@ -194,7 +226,7 @@ mod tests {
         let ocr = stage(Duration::ZERO);
         let budget = Budget::new(ocr.timeout);
         let img = RgbImage::from_pixel(64, 64, image::Rgb([255, 255, 255]));
-        let err = ocr.baseline(&img, &budget).err();
+        let err = ocr.baseline(&img, DocumentKind::Photo, &budget).err();
         assert_eq!(
             err.map(|e| e.code()),
             Some(rythmiq_domain::ErrorCode::OcrTimeout)
