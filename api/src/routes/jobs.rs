@@ -414,8 +414,21 @@ async fn enqueue(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct WaitQuery {
-    /// Hold the request up to this many seconds (≤ 60) until the job is completed or failed.
+    /// Hold the request up to this many seconds until the job is completed or failed; more
+    /// than 60 counts as 60.
+    #[serde(default, deserialize_with = "int64_seconds")]
     pub wait: Option<u64>,
+}
+
+/// A number of seconds as the document states it, a non-negative int64: a negative number, or
+/// one past `i64::MAX`, is a malformed request (400), not a long wait.
+fn int64_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<i64>::deserialize(d)?
+        .map(|n| {
+            u64::try_from(n)
+                .map_err(|_| serde::de::Error::custom("`wait` must be 0 or more seconds"))
+        })
+        .transpose()
 }
 
 impl WaitQuery {
