@@ -2,8 +2,8 @@
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
 # - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, libheif for
 #   HEIC decoding, and nasm for libjpeg-turbo's SIMD code;
-# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server, and
-#   deploy/check.sh's validators).
+# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server,
+#   schemathesis and deploy/check.sh's validators).
 set -euo pipefail
 
 have_postgres() {
@@ -52,6 +52,13 @@ if [ "${1:-}" = "--test" ]; then
     echo "setup: installing moto[server] (pip)" >&2
     python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
       'moto[server]==5.2.1'
+  fi
+  # schemathesis fuzzes the API from its /openapi.json against the real server
+  # (tests/api_contract.rs).
+  if ! python3 -m pip show schemathesis 2>/dev/null | grep -qx 'Version: 4.32.5'; then
+    echo "setup: installing schemathesis (pip)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+      'schemathesis==4.32.5'
   fi
   # The dashboard lint (grafana/check.sh) validates against Grafana's dashboard types and reads
   # the rules' YAML. PyYAML stays unpinned: Debian's copy satisfies it.

@@ -5,7 +5,9 @@ pub mod auth;
 mod enqueue;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod observe;
+pub mod openapi;
 pub mod routes;
 
 use axum::Router;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::error::ApiError;
+use crate::openapi::Contract;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -91,27 +94,10 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
           routes::batches::download,
           routes::portals::list,
           routes::health::healthz, routes::health::readyz),
-    modifiers(&BearerAuth)
+    components(schemas(error::ErrorBody)),
+    modifiers(&Contract)
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
@@ -119,6 +105,10 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 
 async fn fallback() -> ApiError {
     ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// The whole HTTP application.
@@ -145,6 +135,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
         .fallback(fallback)
+        // Applies to the routes above only: keep it after the last `.route`.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -10,8 +10,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Extension, Multipart, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -29,6 +28,7 @@ use crate::AppState;
 use crate::auth::User;
 use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Multipart, Path, Query};
 use crate::observe::CorrelationId;
 use crate::routes::jobs::{
     OutputColumns, OutputInfo, WaitQuery, idempotency_key, open_signed_link, stored_attachment,
@@ -47,6 +47,10 @@ pub struct BatchJobCreated {
 
 /// Response to `POST /v1/batches`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "batch_id": "5b0c2d7e-8f41-4a63-b1d9-2e7f4c6a8b13", "status": "processing",
+    "jobs": [{"job_id": "0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90", "portal": "neet-ug-2026-photo",
+              "filename": "photo.jpg", "status": "pending"}]}))]
 pub struct BatchCreated {
     pub batch_id: Uuid,
     /// `processing`.
@@ -81,6 +85,18 @@ pub struct PackageInfo {
 
 /// Response to `GET /v1/batches/{id}`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "batch_id": "5b0c2d7e-8f41-4a63-b1d9-2e7f4c6a8b13", "status": "completed",
+    "jobs": [{"job_id": "0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90", "index": 0,
+              "portal": "neet-ug-2026-photo", "filename": "photo.jpg", "status": "completed",
+              "error_code": null, "error_message": null,
+              "output": {"bytes": 24817, "width": 200, "height": 230, "dpi": 200,
+                         "format": "jpg", "filename": "neet-ug-2026-photo.jpg"}}],
+    "succeeded": 1, "failed": 0,
+    "download_url": "/v1/download/batches/5b0c2d7e-8f41-4a63-b1d9-2e7f4c6a8b13?exp=1777716000&sig=…",
+    "package": {"bytes": 26120, "files": 1}, "error_code": null, "error_message": null,
+    "correlation_id": "c0ffee-42", "created_at": "2026-05-01T10:00:00Z",
+    "finished_at": "2026-05-01T10:00:02Z"}))]
 pub struct BatchView {
     pub batch_id: Uuid,
     /// `processing`, `packaging`, `completed` or `failed`.
@@ -279,7 +295,7 @@ struct FilePart {
 /// Reads the form: `file` and `portal` parts in any interleaving, the n-th portal for the n-th
 /// file. Stops as soon as a file passes the per-file limit or the batch passes its file count.
 async fn read_form(
-    mut form: Multipart,
+    mut form: axum::extract::Multipart,
     max_files: usize,
     limit: usize,
 ) -> Result<(Vec<FilePart>, Vec<String>), ApiError> {
@@ -418,13 +434,13 @@ async fn replay(
 
 /// Submit several uploads, each for its portal rule, as one batch.
 #[utoipa::path(post, path = "/v1/batches", tag = "batches",
-    request_body(content_type = "multipart/form-data",
+    request_body(content = crate::openapi::BatchForm, content_type = "multipart/form-data",
         description = "repeated `file` parts, each with a `portal` part (a schema slug): the n-th \
                        `portal` goes with the n-th `file`; at most RYTHMIQ_MAX_BATCH_FILES files"),
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key; the same key returns the same batch"),
            ("X-Correlation-ID" = Option<String>, Header, description = "caller's correlation id")),
-    responses((status = 202, body = BatchCreated), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 402, body = ErrorBody),
+    responses((status = 202, body = BatchCreated, headers(("Location" = String, description = "the batch's URL"))),
+              (status = 400, body = ErrorBody), (status = 402, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
               (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -433,9 +449,8 @@ pub async fn create(
     User(user): User,
     Extension(CorrelationId(correlation)): Extension<CorrelationId>,
     headers: HeaderMap,
-    form: Result<Multipart, MultipartRejection>,
+    Multipart(form): Multipart,
 ) -> Result<Response, ApiError> {
-    let form = form?;
     let key = idempotency_key(&headers)?;
     let settings = &state.settings;
     let (files, portals) =
@@ -647,7 +662,7 @@ pub async fn output(
 pub async fn download(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    link: Result<Query<LinkQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut tx = open_signed_link(&state, link, &LinkSigner::batch_download_path(id), id).await?;
     let row = load_batch(&mut tx, None, id)

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Extension, Multipart, Path, Query, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use crate::AppState;
 use crate::auth::User;
 use crate::enqueue::{self, NewJob};
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::{Multipart, Path, Query};
 use crate::observe::CorrelationId;
 
 /// Longest `?wait=` accepted, in seconds.
@@ -30,6 +30,7 @@ pub const MAX_WAIT_SECS: u64 = 60;
 
 /// Response to `POST /v1/jobs`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"job_id": "0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90", "status": "pending"}))]
 pub struct Created {
     pub job_id: Uuid,
     #[schema(value_type = String)]
@@ -94,6 +95,17 @@ pub struct OcrInfo {
 
 /// Response to `GET /v1/jobs/{id}`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "job_id": "0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90", "status": "completed",
+    "portal": "neet-ug-2026-photo", "portal_version": 1, "error_code": null,
+    "error_message": null, "attempts": 1,
+    "output": {"bytes": 24817, "width": 200, "height": 230, "dpi": 200, "format": "jpg",
+               "filename": "neet-ug-2026-photo.jpg"},
+    "download_url": "/v1/download/0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90?exp=1777716000&sig=…",
+    "ocr": {"confidence": 0.91, "lines": 0, "chars": 0, "rolled_back": false},
+    "warnings": [], "correlation_id": "c0ffee-42",
+    "created_at": "2026-05-01T10:00:00Z", "started_at": "2026-05-01T10:00:00.2Z",
+    "finished_at": "2026-05-01T10:00:01.1Z"}))]
 pub struct JobView {
     pub job_id: Uuid,
     #[schema(value_type = String)]
@@ -211,7 +223,7 @@ struct Upload {
     portal: String,
 }
 
-async fn read_upload(mut form: Multipart, limit: usize) -> Result<Upload, ApiError> {
+async fn read_upload(mut form: axum::extract::Multipart, limit: usize) -> Result<Upload, ApiError> {
     let too_large = |e: ApiError| match e {
         ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge { limit },
         e => e,
@@ -284,20 +296,21 @@ fn accepted(job_id: Uuid, status: JobState, correlation: &str, replay: bool) -> 
 
 /// Submit an upload for a portal rule.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
-    request_body(content_type = "multipart/form-data", description = "fields `file` (the image) and `portal` (a schema slug)"),
+    request_body(content = crate::openapi::JobForm, content_type = "multipart/form-data"),
     params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key; the same key returns the same job"),
            ("X-Correlation-ID" = Option<String>, Header, description = "caller's correlation id")),
-    responses((status = 202, body = Created), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 202, body = Created, headers(("Location" = String, description = "the job's URL"))),
+              (status = 400, body = ErrorBody), (status = 402, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     User(user): User,
     Extension(CorrelationId(correlation)): Extension<CorrelationId>,
     headers: HeaderMap,
-    form: Result<Multipart, MultipartRejection>,
+    Multipart(form): Multipart,
 ) -> Result<Response, ApiError> {
-    let form = form?;
     let key = idempotency_key(&headers)?;
     let upload = read_upload(form, state.settings.max_upload_bytes).await?;
     let sniffed = enqueue::sniff(&upload.file)?;
@@ -401,8 +414,21 @@ async fn enqueue(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct WaitQuery {
-    /// Hold the request up to this many seconds (≤ 60) until the job is completed or failed.
+    /// Hold the request up to this many seconds until the job is completed or failed; more
+    /// than 60 counts as 60.
+    #[serde(default, deserialize_with = "int64_seconds")]
     pub wait: Option<u64>,
+}
+
+/// A number of seconds as the document states it, a non-negative int64: a negative number, or
+/// one past `i64::MAX`, is a malformed request (400), not a long wait.
+fn int64_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<i64>::deserialize(d)?
+        .map(|n| {
+            u64::try_from(n)
+                .map_err(|_| serde::de::Error::custom("`wait` must be 0 or more seconds"))
+        })
+        .transpose()
 }
 
 impl WaitQuery {
@@ -438,8 +464,10 @@ pub async fn get(
 
 /// Download the produced file.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
-              (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, description = "the file", content(
+                  (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "application/pdf"))),
+              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn output(
     State(state): State<AppState>,
     User(user): User,
@@ -453,12 +481,14 @@ pub async fn output(
 #[utoipa::path(get, path = "/v1/download/{id}", tag = "jobs",
     params(("id" = Uuid, Path), ("exp" = i64, Query, description = "expiry, unix seconds"),
            ("sig" = String, Query, description = "HMAC-SHA256 signature")),
-    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "the file", content(
+                  (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "application/pdf"))),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 410, body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    link: Result<Query<LinkQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut tx = open_signed_link(&state, link, &LinkSigner::download_path(id), id).await?;
     let row =
@@ -475,7 +505,7 @@ pub async fn download(
 /// request carries, once the link is verified: the link names its owner's row only by id.
 pub(crate) async fn open_signed_link(
     state: &AppState,
-    link: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+    link: Result<Query<LinkQuery>, ApiError>,
     path: &str,
     id: Uuid,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
