@@ -33,6 +33,8 @@ pub struct AppState {
     /// Signs `download_url`s; keyed from the storage master key, so no extra secret.
     pub links: LinkSigner,
     pub verifier: TokenVerifier,
+    /// Guest sessions opened per client address (`POST /v1/sessions`).
+    pub guests: routes::sessions::GuestLimiter,
 }
 
 impl AppState {
@@ -51,6 +53,7 @@ impl AppState {
         Self {
             links,
             verifier,
+            guests: Default::default(),
             pool,
             storage,
             settings,
@@ -90,6 +93,7 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
           routes::batches::create, routes::batches::get, routes::batches::output,
           routes::batches::download,
           routes::portals::list,
+          routes::sessions::create,
           routes::health::healthz, routes::health::readyz),
     modifiers(&BearerAuth)
 )]
@@ -144,6 +148,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
+        // The student page (`GET /` and `/assets/…`) and its guest sessions.
+        .merge(routes::page::router())
+        .route("/v1/sessions", post(routes::sessions::create))
         .fallback(fallback)
         .layer(axum::middleware::from_fn(observe::observe))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -156,7 +163,9 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address limits guest sessions per client.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
