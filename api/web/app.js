@@ -164,7 +164,7 @@ function renderRules() {
   };
   row(t('rule.pixels'), t('rule.pixels.value', { w: r.width, h: r.height }) + ' · ' + t('kind.' + r.kind));
   row(t('rule.dpi'), t('rule.dpi.value', { dpi: r.dpi }));
-  row(t('rule.format'), r.format.toUpperCase());
+  row(t('rule.format'), fmt(r.format));
   row(t('rule.kb'), t('rule.kb.value', { min: r.min_kb, max: r.max_kb }));
   if (r.background) row(t('rule.background'), r.background);
   if (r.source_url) {
@@ -368,7 +368,8 @@ function el(tag, cls, text) {
 }
 
 const kb = (bytes) => (bytes / 1024).toFixed(1);
-const fmtName = (type) => (type || '').replace('image/', '').replace('jpeg', 'jpg').toUpperCase() || '?';
+// One name per format: the API says `jpg` for a file and `jpeg` for a rule.
+const fmt = (f) => String(f || '?').replace('image/', '').toUpperCase().replace(/^JPG$/, 'JPEG');
 
 // The rule check in plain words: the server's check report where a result carries one, else the
 // file's own pixels, DPI, format and size against the rule (before fitting: what will change).
@@ -383,12 +384,12 @@ function checks(f) {
     const o = f.output;
     add(o.width === r.width && o.height === r.height, t('check.pixels', { w: o.width, h: o.height, rw: r.width, rh: r.height }));
     add(o.dpi === r.dpi, t('check.dpi', { dpi: o.dpi, rdpi: r.dpi }));
-    add(String(o.format).toLowerCase() === r.format.toLowerCase(), t('check.format', { f: String(o.format).toUpperCase(), rf: r.format.toUpperCase() }));
+    add(fmt(o.format) === fmt(r.format), t('check.format', { f: fmt(o.format), rf: fmt(r.format) }));
     add(o.bytes >= lo && o.bytes <= hi, t('check.kb', { kb: kb(o.bytes), min: r.min_kb, max: r.max_kb }));
     for (const w of Array.isArray(f.warnings) ? f.warnings : []) add(null, t('check.warning', { w: typeof w === 'string' ? w : (w.message || JSON.stringify(w)) }));
   } else if (!f.error) {
     if (f.info) add(null, t('check.pixels.before', { w: f.info.w, h: f.info.h, rw: r.width, rh: r.height }));
-    add(null, t('check.format.before', { f: fmtName(f.file.type), rf: r.format.toUpperCase() }));
+    add(null, t('check.format.before', { f: fmt(f.file.type), rf: fmt(r.format) }));
     add(null, t('check.kb.before', { kb: kb(f.file.size), min: r.min_kb, max: r.max_kb }));
   }
   return ul;
