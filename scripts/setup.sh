@@ -2,8 +2,8 @@
 # Installs what Rythmiq needs on a fresh machine and is idempotent: a second run changes nothing.
 # - PostgreSQL server binaries (Debian's `postgresql` package) when none are found, libheif for
 #   HEIC decoding, and nasm for libjpeg-turbo's SIMD code;
-# - with --test, the tools only the tests use (promtool, fonts, an S3-compatible server,
-#   schemathesis and deploy/check.sh's validators).
+# - with --test, the tools only the tests use (promtool, fonts, headless Chromium with its
+#   WebDriver, an S3-compatible server, schemathesis and deploy/check.sh's validators).
 set -euo pipefail
 
 have_postgres() {
@@ -40,6 +40,11 @@ if [ "${1:-}" = "--test" ]; then
   test_missing=()
   command -v promtool >/dev/null 2>&1 || test_missing+=(prometheus)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || test_missing+=(fonts-dejavu-core)
+  # tests/browser.rs drives the student page in headless Chromium through chromedriver.
+  command -v chromium >/dev/null 2>&1 || test_missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || test_missing+=(chromium-driver)
+  # A Devanagari font, so the Hindi page's screenshots show its text (phones have one).
+  [ -f /usr/share/fonts/truetype/lohit-devanagari/Lohit-Devanagari.ttf ] || test_missing+=(fonts-lohit-deva)
   if [ "${#test_missing[@]}" -gt 0 ]; then
     echo "setup: installing ${test_missing[*]} (apt-get)" >&2
     as_root apt-get update -qq

@@ -352,6 +352,7 @@ async fn workers_survive_a_database_restart() -> Result<()> {
             rate_limit_per_minute: 0,
             starting_credits: 100,
             provider: Default::default(),
+            guest_sessions: Default::default(),
         },
     );
     tokio::spawn(rythmiq_api::serve(listener, state, stop.clone()));

@@ -36,6 +36,8 @@ pub struct AppState {
     /// Signs `download_url`s; keyed from the storage master key, so no extra secret.
     pub links: LinkSigner,
     pub verifier: TokenVerifier,
+    /// Guest sessions opened per client address (`POST /v1/sessions`).
+    pub guests: routes::sessions::GuestLimiter,
 }
 
 impl AppState {
@@ -54,6 +56,7 @@ impl AppState {
         Self {
             links,
             verifier,
+            guests: Default::default(),
             pool,
             storage,
             settings,
@@ -93,6 +96,7 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
           routes::batches::create, routes::batches::get, routes::batches::output,
           routes::batches::download,
           routes::portals::list,
+          routes::sessions::create,
           routes::health::healthz, routes::health::readyz),
     components(schemas(error::ErrorBody)),
     modifiers(&Contract)
@@ -134,6 +138,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics_text))
+        // The student page (`GET /` and `/assets/…`) and its guest sessions.
+        .merge(routes::page::router())
+        .route("/v1/sessions", post(routes::sessions::create))
         .fallback(fallback)
         // Applies to the routes above only: keep it after the last `.route`.
         .method_not_allowed_fallback(method_not_allowed)
@@ -148,7 +155,9 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address limits guest sessions per client.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -289,6 +289,17 @@ pub struct ApiArgs {
     /// Required `iss` of the provider's tokens.
     #[arg(long, env = "RYTHMIQ_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+    /// Serve POST /v1/sessions: short-lived tokens for new anonymous users (the student page).
+    #[arg(long, env = "RYTHMIQ_GUEST_SESSIONS", value_name = "BOOL", action = ArgAction::Set, default_value_t = false)]
+    pub guest_sessions: bool,
+    /// Guest sessions one client address may open per hour (per API process).
+    #[arg(
+        long,
+        env = "RYTHMIQ_GUEST_SESSIONS_PER_HOUR",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub guest_sessions_per_hour: u32,
 }
 
 impl ApiArgs {
@@ -311,6 +322,10 @@ impl ApiArgs {
                 jwks_url: given(self.jwks_url.as_deref()),
                 audience: given(self.jwt_audience.as_deref()),
                 issuer: given(self.jwt_issuer.as_deref()),
+            },
+            guest_sessions: GuestSessions {
+                enabled: self.guest_sessions,
+                per_address_per_hour: self.guest_sessions_per_hour,
             },
         })
     }
@@ -577,6 +592,18 @@ pub struct ApiSettings {
     pub starting_credits: i32,
     /// An identity provider whose RS256/ES256 tokens are accepted besides our HS256 ones.
     pub provider: crate::auth::ProviderSettings,
+    /// `POST /v1/sessions`: anonymous guest users (off by default).
+    pub guest_sessions: GuestSessions,
+}
+
+/// Guest sessions: `POST /v1/sessions` mints a short-lived token for a new anonymous user, who
+/// gets the starting credits on their first submission like any new user.
+#[derive(Debug, Clone, Default)]
+pub struct GuestSessions {
+    /// Off unless `RYTHMIQ_GUEST_SESSIONS=true`: the route answers 404 then.
+    pub enabled: bool,
+    /// Sessions one client address may open per hour; 0 = no limit.
+    pub per_address_per_hour: u32,
 }
 
 /// Settings of a worker process.

@@ -21,7 +21,8 @@ const DATABASE: &str = "rythmiq";
 /// the JWT secret and (unless RYTHMIQ_MASTER_KEY is set) the master keys live in the data dir.
 #[derive(Args)]
 pub struct DevArgs {
-    /// Address the API listens on.
+    /// Address the API listens on (`0.0.0.0:8080` lets a phone on the same network open the
+    /// student page).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
     /// Where the cluster, the object store and the generated secret live.
@@ -44,6 +45,54 @@ pub struct DevArgs {
     keys: MasterKeyArgs,
     #[command(flatten)]
     pub log: DevLogArgs,
+}
+
+/// The student page's sign-in links: the token travels in the URL fragment, which the browser
+/// never sends to the server; the page keeps it in `sessionStorage`. On a wildcard address,
+/// one link per address of this machine, so a phone on the same network can open it.
+fn page_links(addr: std::net::SocketAddr, token: &str) -> String {
+    let hosts: Vec<std::net::IpAddr> = if addr.ip().is_unspecified() {
+        let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+        ips.extend(lan_addresses(addr.is_ipv6()));
+        ips
+    } else {
+        vec![addr.ip()]
+    };
+    hosts
+        .into_iter()
+        .map(|ip| {
+            let host = std::net::SocketAddr::new(ip, addr.port());
+            format!("  http://{host}/#token={token}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// This machine's non-loopback addresses (IPv4, and IPv6 global ones when listening on `[::]`).
+fn lan_addresses(ipv6: bool) -> Vec<std::net::IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut ips: Vec<std::net::IpAddr> = addrs
+        .filter_map(|a| a.address)
+        .filter_map(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(std::net::IpAddr::V4(v4.ip()))
+            } else if ipv6 {
+                // Link-local addresses need a zone to be reached; only global ones are listed.
+                a.as_sockaddr_in6()
+                    .map(|v6| v6.ip())
+                    .filter(|ip| (ip.segments()[0] & 0xe000) == 0x2000)
+                    .map(std::net::IpAddr::V6)
+            } else {
+                None
+            }
+        })
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -134,8 +183,11 @@ async fn serve(
     let user = uuid::Uuid::new_v4();
     let token = rythmiq_shared::auth::mint(&secret, user, 86_400)?;
     let dir = data_dir.display();
+    let page = page_links(addr, &token);
     println!(
         "rythmiq dev is ready: http://{addr}  ({workers} workers, data in {dir})\n\
+         \n\
+         The student page, signed in (valid 24 h; keep the link to yourself):\n{page}\n\
          \n\
          Try it:\n\
          \x20 rythmiq submit photo.jpg --portal neet-ug-2026-photo --server http://{addr} --data-dir {dir}\n\

@@ -214,6 +214,7 @@ impl TestApp {
             rate_limit_per_minute: 0,
             starting_credits: 100,
             provider: Default::default(),
+            guest_sessions: Default::default(),
         };
         tweak(&mut settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

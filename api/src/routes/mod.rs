@@ -3,4 +3,6 @@
 pub mod batches;
 pub mod health;
 pub mod jobs;
+pub mod page;
 pub mod portals;
+pub mod sessions;
