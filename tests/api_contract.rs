@@ -132,10 +132,11 @@ async fn the_openapi_document_names_its_security_and_errors() -> Result<()> {
             let needs_token = op["security"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
-            // The signed links, the portal list and the probes are public; everything else
-            // under /v1 needs the token.
+            // The signed links, the portal list, guest sign-in and the probes are public;
+            // everything else under /v1 needs the token.
             let public = path.starts_with("/v1/download/")
                 || path == "/v1/portal-schemas"
+                || path == "/v1/sessions"
                 || !path.starts_with("/v1/");
             assert_eq!(needs_token, !public, "{method} {path}: security");
             if needs_token {
