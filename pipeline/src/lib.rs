@@ -166,7 +166,7 @@ fn process_on_this_thread(
     let mut clock = StageClock::default();
     let wall = Instant::now();
     let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
-    let image = {
+    let (image, decode_warnings) = {
         // The decode time limit runs the decoder on a thread of its own, which reports its CPU.
         let span = stage_span("decode");
         let _entered = span.enter();
@@ -176,13 +176,13 @@ fn process_on_this_thread(
             width: tw,
             height: th,
         };
-        let (image, decode_cpu) = decode::decode_for_target_timed(input, limits, target)?;
+        let decoded = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
             "decode",
-            decode_cpu.as_secs_f64(),
+            decoded.cpu.as_secs_f64(),
             wall.elapsed().as_secs_f64(),
         );
-        image
+        (decoded.image, decoded.warnings)
     };
     let image = image.into_rgb8();
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
@@ -265,6 +265,7 @@ fn process_on_this_thread(
     }
     let image = image::DynamicImage::ImageRgb8(image);
     let fitted = clock.stage("schema", || fit::fit(&image, rule))?;
+    let quality_warning = quality.warning();
     Ok(Processed {
         bytes: fitted.bytes,
         path,
@@ -274,7 +275,12 @@ fn process_on_this_thread(
         height: fitted.height,
         dpi: fitted.dpi,
         format: fitted.format,
-        warnings: fitted.warnings,
+        // What decode and QUALITY noticed, then what the fit had to do.
+        warnings: decode_warnings
+            .into_iter()
+            .chain(quality_warning)
+            .chain(fitted.warnings)
+            .collect(),
         stages: clock.stages,
         ocr: ocr_report,
     })

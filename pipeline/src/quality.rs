@@ -77,6 +77,23 @@
 //! (one pass over the 36 MB of pixels builds the analysis copy; the statistics on it take ~2 ms);
 //! up to ~18 ms on average while other builds were competing for this 2-core machine.
 //!
+//! # Decoder filler (a second line of defence)
+//!
+//! A decoder that "recovers" from a truncated or damaged file fills what it could not read with
+//! one flat colour: libjpeg-turbo and zune-jpeg with mid-grey (128, 128, 128), to the end of the
+//! image. The decode stage refuses such files (`decode::jpeg_damage`); in case some file slips
+//! through, [`assess`] also looks for that filler: a band along one edge of the image (the
+//! bottom, or another edge once EXIF orientation has turned it) of at least
+//! [`FILL_MIN_SHARE`] of the image where every pixel has the same neutral, mid-level colour
+//! (R = G = B ± 1, level 64–192), which no camera produces (sensor noise alone varies it). The
+//! band's share is [`QualityReport::flat_fill`]; when it is reached, the score is capped at
+//! [`FILL_SCORE_CAP`] (standard path) and [`QualityReport::warning`] asks the user to check the
+//! file. It is a warning rather than an error because it proves nothing: QUALITY cannot tell a
+//! decoder's filler from an odd but intended picture. Other flat areas do not count: paper white
+//! (a scan's margins, a signature's paper) and black are outside the level range, and a digitally
+//! filled backdrop behind a portrait is coloured or light and sits at the top, not a grey band
+//! at an edge.
+//!
 //! # Known limits
 //!
 //! - Images that are texture everywhere (grass, gravel, fabric filling the frame) have no flat tile,
@@ -116,6 +133,15 @@ const SHADOW_WIDTH: f32 = 0.20;
 /// p99 − p1 spread (fraction of full scale) at which the contrast score reaches 1 − 1/e.
 const CONTRAST_SCALE: f32 = 0.45;
 
+/// Share of the image a flat mid-grey band along one edge must cover to count as a decoder's
+/// filler (see the module documentation).
+pub const FILL_MIN_SHARE: f32 = 0.2;
+/// The score of an image with such a band, at most: below [`FAST_PATH_THRESHOLD`].
+pub const FILL_SCORE_CAP: f32 = 0.3;
+/// Grey levels a filler band may have (decoders fill with 128; an ICC conversion moves it a
+/// little).
+const FILL_LEVELS: std::ops::RangeInclusive<u8> = 64..=192;
+
 /// Weights of the geometric mean (they sum to 1).
 const W_SHARPNESS: f32 = 0.30;
 const W_EXPOSURE: f32 = 0.20;
@@ -123,7 +149,7 @@ const W_CONTRAST: f32 = 0.10;
 const W_NOISE: f32 = 0.25;
 const W_RESOLUTION: f32 = 0.15;
 
-/// What QUALITY measured. Every field is in [0, 1], 1 being best.
+/// What QUALITY measured. Every field is in [0, 1], 1 being best, except `flat_fill` (0 best).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct QualityReport {
     /// The combined score (weighted geometric mean of the sub-scores).
@@ -138,12 +164,27 @@ pub struct QualityReport {
     pub noise: f32,
     /// Source pixels relative to the target size, saturating at 1.
     pub resolution: f32,
+    /// Share of the image covered by a flat mid-grey band along one edge, the way a decoder
+    /// fills a damaged file (0 for a sound one; see the module documentation).
+    pub flat_fill: f32,
 }
 
 impl QualityReport {
     /// Whether the image is good enough to skip ENHANCE (score ≥ [`FAST_PATH_THRESHOLD`]).
     pub fn fast_path(&self) -> bool {
         self.score >= FAST_PATH_THRESHOLD
+    }
+
+    /// What the user should be told about the image, if anything: a band that looks like a
+    /// decoder's filler.
+    pub fn warning(&self) -> Option<String> {
+        (self.flat_fill >= FILL_MIN_SHARE).then(|| {
+            format!(
+                "{:.0} % of the image is one flat grey band along its edge, as a damaged or \
+                 incomplete file decodes; check the result, or upload the original file again",
+                self.flat_fill * 100.0
+            )
+        })
     }
 }
 
@@ -153,6 +194,7 @@ impl QualityReport {
 /// most 512 × 512 values.
 pub fn assess(img: &RgbImage, target_width: u32, target_height: u32) -> QualityReport {
     let resolution = resolution_score(img.width(), img.height(), target_width, target_height);
+    let flat_fill = flat_fill_share(img);
     let grey = GreyPlane::downscaled(img, ANALYSIS_MAX_SIDE);
     if grey.width < 3 || grey.height < 3 {
         // Nothing measurable (a few pixels): certainly not fast-path material.
@@ -163,6 +205,7 @@ pub fn assess(img: &RgbImage, target_width: u32, target_height: u32) -> QualityR
             contrast: 0.0,
             noise: 0.0,
             resolution,
+            flat_fill,
         };
     }
 
@@ -173,7 +216,10 @@ pub fn assess(img: &RgbImage, target_width: u32, target_height: u32) -> QualityR
     let noise = (-(sigma - NOISE_FREE_SIGMA).max(0.0) / NOISE_SCALE).exp();
     let sharpness = sharpness_score(&tiles, sigma);
 
-    let score = combine(sharpness, exposure, contrast, noise, resolution);
+    let mut score = combine(sharpness, exposure, contrast, noise, resolution);
+    if flat_fill >= FILL_MIN_SHARE {
+        score = score.min(FILL_SCORE_CAP);
+    }
     QualityReport {
         score,
         sharpness,
@@ -181,7 +227,52 @@ pub fn assess(img: &RgbImage, target_width: u32, target_height: u32) -> QualityR
         contrast,
         noise,
         resolution,
+        flat_fill,
     }
+}
+
+/// The largest share of `img` (its height for a band of rows, its width for one of columns)
+/// covered by a band along one edge in which every pixel has the same neutral mid-level colour
+/// (see the module documentation). Reads only the band and the line after it, so a sound image
+/// costs one row and one column per edge.
+fn flat_fill_share(img: &RgbImage) -> f32 {
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return 0.0;
+    }
+    // The filler's colour: the corner pixel's, if it is neutral and mid-level.
+    let filler = |x: u32, y: u32| {
+        let p = img.get_pixel(x, y).0;
+        let neutral = p.iter().all(|&c| c.abs_diff(p[0]) <= 1);
+        (neutral && FILL_LEVELS.contains(&p[0])).then_some(p)
+    };
+    let same = |x: u32, y: u32, want: [u8; 3]| {
+        img.get_pixel(x, y)
+            .0
+            .iter()
+            .zip(want)
+            .all(|(&c, w)| c.abs_diff(w) <= 1)
+    };
+    let rows = |ys: &mut dyn Iterator<Item = u32>, corner: (u32, u32)| -> u32 {
+        let Some(want) = filler(corner.0, corner.1) else {
+            return 0;
+        };
+        ys.take_while(|&y| (0..w).all(|x| same(x, y, want)))
+            .fold(0, |n, _| n + 1)
+    };
+    let cols = |xs: &mut dyn Iterator<Item = u32>, corner: (u32, u32)| -> u32 {
+        let Some(want) = filler(corner.0, corner.1) else {
+            return 0;
+        };
+        xs.take_while(|&x| (0..h).all(|y| same(x, y, want)))
+            .fold(0, |n, _| n + 1)
+    };
+    let bottom = rows(&mut (0..h).rev(), (0, h - 1));
+    let top = rows(&mut (0..h), (0, 0));
+    let right = cols(&mut (0..w).rev(), (w - 1, 0));
+    let left = cols(&mut (0..w), (0, 0));
+    let share = |n: u32, of: u32| n as f32 / of as f32;
+    share(bottom.max(top), h).max(share(right.max(left), w))
 }
 
 /// Weighted geometric mean of the sub-scores, clamped to [0, 1].
@@ -569,6 +660,66 @@ mod tests {
         assert!(g.width <= 512 && g.height <= 512 && g.width >= 400);
         let mean = g.data.iter().sum::<f32>() / g.data.len() as f32;
         assert!((mean - 127.5).abs() < 3.0, "{mean}");
+    }
+
+    /// `img` with the part from `from_row` down replaced by libjpeg's and zune-jpeg's filler.
+    fn grey_filled(img: &RgbImage, from_row: u32) -> RgbImage {
+        let mut out = img.clone();
+        for y in from_row..out.height() {
+            for x in 0..out.width() {
+                out.put_pixel(x, y, Rgb([128, 128, 128]));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_decoders_grey_filler_caps_the_score_and_warns() {
+        let clean = fixture("astronaut.jpg");
+        let q = assess(&clean, 200, 230);
+        assert_eq!(q.flat_fill, 0.0, "{q:?}");
+        assert!(q.warning().is_none());
+        // The reported case: the lower 60 % of the photo grey, as a truncated JPEG decoded.
+        let filled = grey_filled(&clean, clean.height() * 2 / 5);
+        let q = assess(&filled, 200, 230);
+        assert!((q.flat_fill - 0.6).abs() < 0.01, "{q:?}");
+        assert!(q.score <= FILL_SCORE_CAP && !q.fast_path(), "{q:?}");
+        let warning = q.warning().unwrap_or_default();
+        assert!(
+            warning.contains("60 %") && warning.contains("damaged"),
+            "{warning}"
+        );
+        // Turned by EXIF orientation, the band is along another edge.
+        let turned = image::imageops::rotate90(&filled);
+        assert!(assess(&turned, 200, 230).flat_fill > 0.59);
+        // A thin band is not enough.
+        let thin = grey_filled(&clean, clean.height() * 9 / 10);
+        assert!(assess(&thin, 200, 230).warning().is_none());
+    }
+
+    #[test]
+    fn a_scans_white_margins_and_a_signatures_paper_pass() {
+        // A photo scanned on a white page: wide margins of paper white all round.
+        let photo = fixture("coffee.jpg");
+        let mut page = RgbImage::from_pixel(1000, 1400, Rgb([255, 255, 255]));
+        image::imageops::overlay(&mut page, &photo, 200, 500);
+        let q = assess(&page, 413, 531);
+        assert_eq!(q.flat_fill, 0.0, "{q:?}");
+        assert!(q.warning().is_none());
+        // A signature: dark ink on flat white paper, most of the image untouched paper; and on
+        // light grey paper (a scanner's flat 230).
+        for paper in [255u8, 230] {
+            let mut sig = RgbImage::from_pixel(600, 250, Rgb([paper; 3]));
+            for x in 60..540u32 {
+                let y = 125.0 + 60.0 * (x as f32 / 40.0).sin();
+                for dy in 0..4 {
+                    sig.put_pixel(x, y as u32 + dy, Rgb([20, 20, 60]));
+                }
+            }
+            let q = assess(&sig, 140, 60);
+            assert_eq!(q.flat_fill, 0.0, "paper {paper}: {q:?}");
+            assert!(q.warning().is_none());
+        }
     }
 
     #[test]

@@ -334,14 +334,11 @@ impl ApiArgs {
 /// Where the OCR models are.
 #[derive(Args, Clone)]
 pub struct ModelsDirArgs {
-    /// Where the OCR models are (scripts/fetch-models.sh puts them there).
-    #[arg(
-        long,
-        env = "RYTHMIQ_MODELS_DIR",
-        value_name = "DIR",
-        default_value = "./models"
-    )]
-    pub models_dir: PathBuf,
+    /// Where the OCR models are (scripts/fetch-models.sh puts them there). Unset: the first of
+    /// ./models, <exe dir>/models, <exe dir>/../share/rythmiq/models and
+    /// $XDG_DATA_HOME/rythmiq/models (~/.local/share/rythmiq/models) that holds them.
+    #[arg(long, env = "RYTHMIQ_MODELS_DIR", value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
 }
 
 /// The OCR engine as the pipeline runs it.

@@ -27,7 +27,7 @@ pub struct OcrArgs {
 
 pub fn run(args: OcrArgs) -> anyhow::Result<ExitCode> {
     let engine = OcrEngine::load(&EngineConfig {
-        models_dir: args.models.models_dir,
+        models_dir: super::serve::models_dir(&args.models)?,
         threads: args.threads,
     })?;
     let bytes =

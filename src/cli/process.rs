@@ -68,8 +68,12 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         ));
     };
     let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-    let ocr = OcrStage::load(args.ocr.models.models_dir.clone(), 0, args.ocr.timeout())
-        .context("loading the OCR models")?;
+    let ocr = OcrStage::load(
+        super::serve::models_dir(&args.ocr.models)?,
+        0,
+        args.ocr.timeout(),
+    )
+    .context("loading the OCR models")?;
     let outcome = pipeline::process_image(&bytes, &rule, &DecodeLimits::default(), Some(&ocr));
     let result = match outcome {
         Ok(p) => {

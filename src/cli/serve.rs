@@ -215,6 +215,15 @@ fn worker_probes(
         )
 }
 
+/// The configured models directory, or the first standard place that holds the models
+/// ([`rythmiq_ocr::models_dir_candidates`]); the error names every place looked in.
+pub fn models_dir(models: &ModelsDirArgs) -> anyhow::Result<std::path::PathBuf> {
+    match &models.models_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(rythmiq_ocr::find_models_dir()?),
+    }
+}
+
 /// The OCR engine for a process running `runtimes` workers with `settings`, loaded once.
 pub fn load_ocr(
     models: &ModelsDirArgs,
@@ -222,7 +231,7 @@ pub fn load_ocr(
     runtimes: usize,
 ) -> anyhow::Result<OcrStage> {
     OcrStage::load(
-        models.models_dir.clone(),
+        models_dir(models)?,
         settings.ocr_threads_for(runtimes),
         settings.ocr_timeout,
     )

@@ -4,12 +4,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
-use std::time::Duration;
 
 use bytes::Bytes;
-use image::DynamicImage;
 
-use super::{DecodeError, DecodeLimits, TargetSize, decode_checked};
+use super::{DecodeError, DecodeLimits, Decoded, TargetSize, decode_checked};
 
 /// Decode threads that passed their deadline and are still running. Their memory is only
 /// returned when they finish, so we stop starting new decodes while too many linger.
@@ -33,7 +31,7 @@ pub(super) fn run_with_deadline(
     bytes: Bytes,
     limits: DecodeLimits,
     target: Option<TargetSize>,
-) -> Result<(DynamicImage, Duration), DecodeError> {
+) -> Result<Decoded, DecodeError> {
     if OVERDUE_DECODES.load(Ordering::SeqCst) >= MAX_OVERDUE_DECODES {
         return Err(DecodeError::Unavailable(
             "too many earlier decodes are still running past their time limit".to_owned(),
@@ -58,7 +56,11 @@ pub(super) fn run_with_deadline(
                             "the decoder rejected malformed data".to_owned(),
                         ))
                     })
-                    .map(|image| (image, cpu.elapsed()));
+                    .map(|(image, warnings)| Decoded {
+                        image,
+                        cpu: cpu.elapsed(),
+                        warnings,
+                    });
             drop(bytes);
             // The receiver is gone after a timeout; the image is then simply dropped.
             if tx.send(result).is_err() {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use image::ImageError;
 use image::error::{LimitErrorKind, UnsupportedErrorKind};
+use image::{ImageError, ImageFormat};
 use rythmiq_domain::ErrorCode;
 
 use super::DecodeLimits;
@@ -70,6 +70,18 @@ pub enum DecodeError {
     /// The file is damaged, truncated or uses a feature the decoder cannot handle.
     #[error("the image could not be decoded: {0}")]
     Corrupt(String),
+    /// The file is a recognised image whose data is cut short or corrupt: what a decoder would
+    /// make of it (grey rows, skipped blocks) is not the picture that was taken, so it is
+    /// refused rather than processed.
+    #[error(
+        "the {format} file is incomplete or damaged ({detail}); upload the original file again"
+    )]
+    Damaged {
+        /// The format the content sniffed as (`JPEG`, `PNG`…).
+        format: &'static str,
+        /// What is wrong, as far as the decoder can tell (never file contents).
+        detail: String,
+    },
     /// A fault of ours, not of the upload (no thread could be started, or too many earlier
     /// decodes are still running after their deadline); worth retrying later.
     #[error("the decoder is unavailable: {0}")]
@@ -102,7 +114,26 @@ impl DecodeError {
     }
 }
 
-pub(super) fn map_image_error(err: ImageError, limits: &DecodeLimits) -> DecodeError {
+/// The name users know a format by, for messages.
+pub(super) fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Tiff => "TIFF",
+        ImageFormat::Bmp => "BMP",
+        ImageFormat::Gif => "GIF",
+        _ => "image",
+    }
+}
+
+/// A decoder's error as the user will see it. Decoding and I/O errors (a stream that ends
+/// early, a bad checksum, a chunk that does not parse) mean the file itself is damaged.
+pub(super) fn map_image_error(
+    err: ImageError,
+    format: ImageFormat,
+    limits: &DecodeLimits,
+) -> DecodeError {
     match err {
         ImageError::Unsupported(e) => match e.kind() {
             UnsupportedErrorKind::Format(hint) => DecodeError::UnsupportedFormat {
@@ -118,6 +149,18 @@ pub(super) fn map_image_error(err: ImageError, limits: &DecodeLimits) -> DecodeE
             )),
             _ => DecodeError::MemoryLimit {
                 max: limits.max_alloc_bytes,
+            },
+        },
+        ImageError::Decoding(e) => DecodeError::Damaged {
+            format: format_name(format),
+            detail: clean_message(&e.to_string()),
+        },
+        ImageError::IoError(e) => DecodeError::Damaged {
+            format: format_name(format),
+            detail: if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "the data ends early".to_owned()
+            } else {
+                clean_message(&e.to_string())
             },
         },
         other => DecodeError::Corrupt(clean_message(&other.to_string())),

@@ -16,9 +16,17 @@ pub(super) fn decode_heif(
     use image::{RgbImage, RgbaImage};
     use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
 
+    use libheif_rs::HeifErrorCode;
+
     let format = if avif { "AVIF" } else { "HEIF" };
-    let corrupt = |e: libheif_rs::HeifError| {
-        DecodeError::Corrupt(clean_message(&format!("{format}: {}", e.message)))
+    // libheif's "invalid input" and decoder errors are the file's damage (a box cut short, an
+    // HEVC stream that does not decode); what it does not support is said as such.
+    let corrupt = |e: libheif_rs::HeifError| match e.code {
+        HeifErrorCode::InvalidInput | HeifErrorCode::DecoderPluginError => DecodeError::Damaged {
+            format,
+            detail: clean_message(&e.message),
+        },
+        _ => DecodeError::Corrupt(clean_message(&format!("{format}: {}", e.message))),
     };
     // Parses the box structure only; no pixels are decoded yet. `bytes` outlives `ctx` (the
     // binding reads from the caller's buffer without copying it).

@@ -7,7 +7,7 @@ use image::RgbImage;
 use image::metadata::Orientation;
 
 use super::progressive::without_unread_ac_scans;
-use super::{DecodeLimits, TargetSize};
+use super::{DecodeError, DecodeLimits, TargetSize};
 
 /// Long side, in pixels, a reduced decode keeps at least (unless the original is smaller): near
 /// QUALITY's analysis size, so its signals are measured at about the scale they were calibrated
@@ -59,49 +59,100 @@ pub(super) fn reduced_scale(
 /// Decode a three-component (or grey) JPEG at the reduced scale [`reduced_scale`] picks, as RGB8
 /// in stored orientation (the caller applies orientation and ICC as for a full decode).
 ///
-/// `None` means "decode at full size instead": the scale would be 8/8, the file is CMYK or 12-bit,
-/// the memory estimate breaks the limit, or libjpeg-turbo stopped on an error or warned about the
-/// data (see [`strict_error_mgr`]).
+/// `Ok(None)` means "decode at full size instead": the scale would be 8/8, the file is CMYK or
+/// 12-bit, the memory estimate breaks the limit, or libjpeg-turbo stopped on its headers (see
+/// [`strict_error_mgr`]). A warning or error about the compressed data itself is
+/// [`DecodeError::Damaged`]: libjpeg would have filled in what it could not read.
 pub(super) fn decode_jpeg_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
     stored: (u32, u32),
     orientation: Orientation,
     target: TargetSize,
-) -> Option<RgbImage> {
-    let (eighths, want) = reduced_scale(stored, orientation, target)?;
+) -> Result<Option<RgbImage>, DecodeError> {
+    let Some((eighths, want)) = reduced_scale(stored, orientation, target) else {
+        return Ok(None);
+    };
     // libjpeg keeps a progressive file's coefficients at full size (two bytes a sample, at most
     // three full-resolution components) besides its output.
     let coefficients = u64::from(stored.0) * u64::from(stored.1) * 6;
     let output = u64::from(want.0) * u64::from(want.1) * 3;
     if coefficients + output > limits.max_alloc_bytes {
-        return None;
+        return Ok(None);
     }
     // At 1/8 a progressive file's AC scans that the 1 × 1 IDCT never reads are dropped first:
     // the pixels are the same, the entropy decoding of those scans is saved.
     let pruned = (eighths == 1)
         .then(|| without_unread_ac_scans(bytes))
         .flatten();
-    match decode_jpeg_scaled(pruned.as_deref().unwrap_or(bytes), stored, eighths, want) {
-        Ok(rgb) => Some(rgb),
+    match scaled_decode(pruned.as_deref().unwrap_or(bytes), stored, eighths, want) {
+        Ok(rgb) => Ok(Some(rgb)),
+        Err(ScaledFailure::Stopped(LibjpegStop::Damage)) => Err(corrupt_data()),
         Err(reason) => {
             tracing::debug!(
-                reason,
+                reason = %reason,
                 "reduced JPEG decode declined; decoding at full size"
             );
-            None
+            Ok(None)
         }
     }
 }
 
-/// Why libjpeg stopped a reduced decode: carried by the unwind out of its callbacks.
-#[derive(Debug, Clone, Copy)]
+/// What a JPEG whose compressed data libjpeg cannot read to the end is refused with.
+pub(super) fn corrupt_data() -> DecodeError {
+    DecodeError::Damaged {
+        format: "JPEG",
+        detail: "its compressed image data is corrupt or cut short".to_owned(),
+    }
+}
+
+/// libjpeg's state while it reads the frame's first scan (`DSTATE_PRELOAD` in `jpegint.h`); every
+/// later state also reads compressed data. Before it, only header markers have been read.
+const DSTATE_PRELOAD: std::os::raw::c_int = 203;
+
+/// Why libjpeg stopped a decode: carried by the unwind out of its callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LibjpegStop {
-    /// `error_exit`: the data cannot be decoded (12-bit, arithmetic coding, bad tables…).
+    /// `error_exit` while reading the headers: the file uses something this build cannot
+    /// decode (12-bit samples, arithmetic coding…) or its headers are broken.
     Error,
-    /// `emit_message` with a negative level: libjpeg would go on with made-up data (a truncated
-    /// file gets grey rows, a damaged scan skips ahead), which the full decoder should judge.
+    /// `emit_message` with a negative level while reading the headers (an unknown JFIF
+    /// revision, an odd Adobe transform code, a bad ICC marker): nothing about the pixels yet,
+    /// so the full decoder judges the file.
     Warning,
+    /// A warning or error while reading the compressed data (libjpeg-turbo's "Premature end of
+    /// JPEG file", "Corrupt JPEG data: …"): libjpeg would go on with made-up data (a truncated
+    /// file gets grey rows, a damaged scan skips ahead), so the file is damaged.
+    Damage,
+}
+
+impl LibjpegStop {
+    /// The stop for a message raised in libjpeg state `state` (`global_state`).
+    fn at(state: std::os::raw::c_int, header_stop: LibjpegStop) -> LibjpegStop {
+        if state >= DSTATE_PRELOAD {
+            LibjpegStop::Damage
+        } else {
+            header_stop
+        }
+    }
+}
+
+/// Why a scaled decode gave no image.
+#[derive(Debug)]
+pub(super) enum ScaledFailure {
+    /// libjpeg stopped itself (an error or a warning, see [`LibjpegStop`]).
+    Stopped(LibjpegStop),
+    /// Something else: a size or colour space the caller does not expect, an I/O error.
+    Other(String),
+}
+
+impl std::fmt::Display for ScaledFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaledFailure::Stopped(stop) => write!(f, "libjpeg stopped: {stop:?}"),
+            ScaledFailure::Other(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// libjpeg's error manager for reduced decodes: errors *and warnings* unwind out of libjpeg
@@ -129,18 +180,26 @@ pub(super) fn strict_error_mgr() -> mozjpeg_sys::jpeg_error_mgr {
     }
 }
 
-extern "C-unwind" fn libjpeg_error_exit(_cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+extern "C-unwind" fn libjpeg_error_exit(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
     // `resume_unwind` skips the panic hook: a bad upload is not worth a log line with a backtrace.
-    panic::resume_unwind(Box::new(LibjpegStop::Error));
+    panic::resume_unwind(Box::new(LibjpegStop::at(
+        cinfo.global_state,
+        LibjpegStop::Error,
+    )));
 }
 
 extern "C-unwind" fn libjpeg_emit_message(
-    _cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
     level: std::os::raw::c_int,
 ) {
-    // Levels 0 and up are trace messages (off); -1 is a warning about the data.
+    // Levels 0 and up are trace messages (off); -1 is a warning about the data. The message
+    // code sits behind a raw pointer (`cinfo.err`), out of reach without `unsafe`, so the phase
+    // tells a header oddity from damaged data.
     if level < 0 {
-        panic::resume_unwind(Box::new(LibjpegStop::Warning));
+        panic::resume_unwind(Box::new(LibjpegStop::at(
+            cinfo.global_state,
+            LibjpegStop::Warning,
+        )));
     }
 }
 
@@ -163,12 +222,22 @@ pub(super) fn decode_jpeg_scaled(
     eighths: u32,
     want: (u32, u32),
 ) -> Result<RgbImage, String> {
+    scaled_decode(bytes, stored, eighths, want).map_err(|e| e.to_string())
+}
+
+/// [`decode_jpeg_scaled`], with libjpeg's own stops kept apart from the rest.
+pub(super) fn scaled_decode(
+    bytes: &[u8],
+    stored: (u32, u32),
+    eighths: u32,
+    want: (u32, u32),
+) -> Result<RgbImage, ScaledFailure> {
     use mozjpeg::ColorSpace;
 
     let scale = u8::try_from(eighths)
         .ok()
         .filter(|s| (1..=8).contains(s))
-        .ok_or_else(|| format!("scale {eighths}/8"))?;
+        .ok_or_else(|| ScaledFailure::Other(format!("scale {eighths}/8")))?;
     let decoded = panic::catch_unwind(AssertUnwindSafe(|| -> Result<RgbImage, String> {
         let mut decoder = mozjpeg::Decompress::builder()
             .with_err(strict_error_mgr())
@@ -202,10 +271,43 @@ pub(super) fn decode_jpeg_scaled(
         started.finish().map_err(|e| e.to_string())?;
         RgbImage::from_raw(want.0, want.1, rgb).ok_or_else(|| "wrong buffer size".to_owned())
     }));
-    decoded.unwrap_or_else(|payload| {
-        Err(match payload.downcast_ref::<LibjpegStop>() {
-            Some(stop) => format!("libjpeg stopped: {stop:?}"),
-            None => "libjpeg panicked".to_owned(),
-        })
-    })
+    match decoded {
+        Ok(result) => result.map_err(ScaledFailure::Other),
+        Err(payload) => Err(match payload.downcast_ref::<LibjpegStop>() {
+            Some(stop) => ScaledFailure::Stopped(*stop),
+            None => ScaledFailure::Other("libjpeg panicked".to_owned()),
+        }),
+    }
+}
+
+/// Whether libjpeg-turbo reads every scan of `bytes` without a warning about the data: the
+/// arbiter for files zune-jpeg's strict mode refuses. Decoded at 1/8 scale, which still
+/// entropy-decodes every coefficient (where damage shows) but does little else.
+pub(super) fn libjpeg_verdict(bytes: &[u8]) -> Result<(), LibjpegStop> {
+    use mozjpeg::ColorSpace;
+
+    let read = panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<()> {
+        let mut decoder = mozjpeg::Decompress::builder()
+            .with_err(strict_error_mgr())
+            .from_mem(bytes)?;
+        decoder.scale(1);
+        decoder.do_block_smoothing(false);
+        let mut started = match decoder.color_space() {
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => {
+                decoder.to_colorspace(ColorSpace::JCS_CMYK)?
+            }
+            _ => decoder.rgb()?,
+        };
+        let _: Vec<u8> = started.read_scanlines()?;
+        started.finish()
+    }));
+    match read {
+        Ok(Ok(())) => Ok(()),
+        // The mozjpeg wrapper's own errors (a suspended source): not a verdict on the data.
+        Ok(Err(_)) => Err(LibjpegStop::Error),
+        Err(payload) => Err(payload
+            .downcast_ref::<LibjpegStop>()
+            .copied()
+            .unwrap_or(LibjpegStop::Error)),
+    }
 }

@@ -37,9 +37,26 @@
 //! most of a reduced decode.
 //!
 //! libjpeg papers over damage: a truncated file gets grey rows and a warning. The reduced path
-//! installs its own error manager (`jpeg_scaled::strict_error_mgr`) that turns every warning, like every
-//! error, into a decline; the full decoder (zune-jpeg, through `image`) then decides whether the
-//! file is broken, with the messages users already get.
+//! installs its own error manager (`jpeg_scaled::strict_error_mgr`) that turns every warning, like
+//! every error, into a stop: one raised while libjpeg reads the compressed data is
+//! [`DecodeError::Damaged`]; one about the headers declines to the full decoder.
+//!
+//! # Damaged files are refused
+//!
+//! A decoder's "recovery" (grey rows, skipped blocks) is not the picture the user took, so a file
+//! whose data is cut short or corrupt ends in `DECODE_FAILED` with a message saying it is
+//! incomplete or damaged ([`DecodeError::Damaged`]), never in a completed job: a JPEG must end
+//! with its EOI marker and libjpeg-turbo must read its compressed data without a warning
+//! (`jpeg_damage`); PNG, WebP, GIF, TIFF and BMP decoding and I/O errors, and libheif's
+//! invalid-input and decoder errors, are damage too. QUALITY looks for a decoder's grey filler as
+//! a second line of defence (`quality`'s documentation).
+//!
+//! # Several pictures in one file
+//!
+//! The first page of a multi-page TIFF and the first frame of an animated GIF or WebP are used,
+//! and [`Decoded::warnings`] says so. TIFFs `image` refuses (64-bit or 16-bit float, 32/64-bit or
+//! signed integer samples) are read with the `tiff` crate and scaled to 8 bits
+//! (`tiff_samples`).
 //!
 //! A progressive JPEG spreads its coefficients over several scans. At 1/8, libjpeg-turbo rebuilds
 //! luma (and the chroma of 4:4:4 and 4:2:2 files) from the DC coefficient alone, so the AC scans
@@ -60,12 +77,15 @@ mod cmyk_icc;
 mod deadline;
 mod error;
 mod flatten;
+mod frames;
 mod heif;
+mod jpeg_damage;
 mod jpeg_scaled;
 mod limits;
 mod progressive;
 #[cfg(test)]
 mod tests;
+mod tiff_samples;
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -101,13 +121,25 @@ pub fn decode_timed(
 ) -> Result<(DynamicImage, Duration), DecodeError> {
     // Refuse before copying, so an oversized upload costs nothing.
     check_input_size(bytes.len(), limits)?;
-    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone(), None)
+    run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone(), None).map(|d| (d.image, d.cpu))
 }
 
 /// [`decode`] for input that is already in a reference-counted buffer (no copy).
 pub fn decode_bytes(bytes: Bytes, limits: &DecodeLimits) -> Result<DynamicImage, DecodeError> {
     check_input_size(bytes.len(), limits)?;
-    run_with_deadline(bytes, limits.clone(), None).map(|(image, _)| image)
+    run_with_deadline(bytes, limits.clone(), None).map(|d| d.image)
+}
+
+/// A decoded upload, what it cost, and what the user should know about it.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The upright 8-bit sRGB image.
+    pub image: DynamicImage,
+    /// CPU time the decode thread spent.
+    pub cpu: Duration,
+    /// What the decode left out or changed that the user should know (a multi-page TIFF's
+    /// other pages, an animation's other frames), for the job's `warnings`.
+    pub warnings: Vec<String>,
 }
 
 /// The upright size the pipeline will turn the image into (the portal rule's pixel size).
@@ -125,7 +157,7 @@ pub fn decode_for_target_timed(
     bytes: &[u8],
     limits: &DecodeLimits,
     target: TargetSize,
-) -> Result<(DynamicImage, Duration), DecodeError> {
+) -> Result<Decoded, DecodeError> {
     check_input_size(bytes.len(), limits)?;
     run_with_deadline(Bytes::copy_from_slice(bytes), limits.clone(), Some(target))
 }
@@ -136,11 +168,11 @@ fn decode_checked(
     bytes: &[u8],
     limits: &DecodeLimits,
     target: Option<TargetSize>,
-) -> Result<DynamicImage, DecodeError> {
+) -> Result<(DynamicImage, Vec<String>), DecodeError> {
     // HEIF/AVIF by their `ftyp` brands (the same sniffer the API admits uploads with), which
     // `image` does not know (HEIC) or cannot decode without its `avif` feature.
     if let Some(codec) = sniff_heif(bytes) {
-        return decode_heif(bytes, limits, codec == HeifCodec::Av1);
+        return decode_heif(bytes, limits, codec == HeifCodec::Av1).map(|img| (img, Vec::new()));
     }
 
     let mut reader = ImageReader::new(Cursor::new(bytes))
@@ -149,15 +181,26 @@ fn decode_checked(
     let Some(format) = reader.format() else {
         return Err(DecodeError::UnknownFormat);
     };
+    if format == ImageFormat::Jpeg {
+        // A JPEG cut short is refused before any decoder can fill in its missing rows.
+        jpeg_damage::check_complete(bytes)?;
+    }
 
     // Probe with only the memory limit so the header's real dimensions can be reported; the
     // probe reads headers only, and the dimension limits are applied before any pixel buffer.
     let mut probe_limits = Limits::default();
     probe_limits.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(probe_limits);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| map_image_error(e, limits))?;
+    let mut decoder = match reader.into_decoder() {
+        Ok(decoder) => decoder,
+        // Float (64- and 16-bit) and wide integer TIFFs, which `image` refuses up front.
+        Err(image::ImageError::Unsupported(_)) if format == ImageFormat::Tiff => {
+            let img = tiff_samples::decode_tiff_samples(bytes, limits)?;
+            let warnings = frames::warnings(bytes, format, limits)?;
+            return Ok((DynamicImage::ImageRgb8(flatten_on_white(img)), warnings));
+        }
+        Err(e) => return Err(map_image_error(e, format, limits)),
+    };
 
     let (width, height) = decoder.dimensions();
     check_dimensions(width, height, limits)?;
@@ -173,7 +216,7 @@ fn decode_checked(
     full_limits.max_alloc = Some(limits.max_alloc_bytes);
     decoder
         .set_limits(full_limits)
-        .map_err(|e| map_image_error(e, limits))?;
+        .map_err(|e| map_image_error(e, format, limits))?;
 
     // A broken EXIF block or ICC profile should not cost the user their upload; the pixels are
     // still fine, so both are best effort.
@@ -186,31 +229,39 @@ fn decode_checked(
         None
     });
 
-    let rgb = if format == ImageFormat::Jpeg && jpeg_is_four_channel(bytes) {
+    let four_channel = format == ImageFormat::Jpeg && jpeg_is_four_channel(bytes);
+    let reduced = match target.filter(|_| format == ImageFormat::Jpeg && !four_channel) {
+        Some(t) => decode_jpeg_reduced(bytes, limits, (width, height), orientation, t)?,
+        None => None,
+    };
+    if format == ImageFormat::Jpeg && reduced.is_none() {
+        // zune-jpeg would fill damaged data in; libjpeg-turbo tells (`jpeg_damage`).
+        jpeg_damage::check_data(bytes)?;
+    }
+    let rgb = if four_channel {
         // `image` converts CMYK to RGB itself but throws the ink values away, so the ICC
         // profile (always a CMYK one here) could not be applied afterwards.
         drop(decoder);
         decode_jpeg_cmyk(bytes, limits, icc.as_deref())?
-    } else if let Some(mut rgb) = target
-        .filter(|_| format == ImageFormat::Jpeg)
-        .and_then(|t| decode_jpeg_reduced(bytes, limits, (width, height), orientation, t))
-    {
+    } else if let Some(mut rgb) = reduced {
         drop(decoder);
         if let Some(icc) = icc.as_deref() {
             rgb_profile_to_srgb(&mut rgb, icc);
         }
         rgb
     } else {
-        let img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, limits))?;
+        let img =
+            DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format, limits))?;
         let mut rgb = flatten_on_white(img);
         if let Some(icc) = icc.as_deref() {
             rgb_profile_to_srgb(&mut rgb, icc);
         }
         rgb
     };
+    let warnings = frames::warnings(bytes, format, limits)?;
     let mut img = DynamicImage::ImageRgb8(rgb);
     img.apply_orientation(orientation);
-    Ok(img)
+    Ok((img, warnings))
 }
 
 /// Entry points for the decode fuzz harness (`tests/decode_fuzz.rs`): the decoders *without* the
@@ -227,7 +278,7 @@ pub mod fuzzing {
         bytes: &[u8],
         limits: &DecodeLimits,
     ) -> Result<DynamicImage, DecodeError> {
-        super::decode_checked(bytes, limits, None)
+        super::decode_checked(bytes, limits, None).map(|(image, _)| image)
     }
 
     /// The header checks [`decode_unguarded`] applies to an image of `width`×`height`.

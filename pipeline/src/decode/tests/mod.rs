@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 #[path = "../../../tests/support/samples.rs"]
 mod samples;
+
+mod damage;
 use samples::{photo, small_photo_in_every_format};
 
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -125,16 +127,18 @@ fn random_bytes_do_not_panic() {
 }
 
 #[test]
-fn truncated_jpeg_is_an_error_not_a_panic() {
+fn truncated_jpeg_is_refused_as_incomplete() {
     let full = jpeg_bytes(&photo(300, 200));
     for cut in [3usize, 20, 100, 400, full.len() / 2, full.len() - 2] {
-        match decode(&full[..cut], &limits()) {
-            // zune-jpeg tolerates a missing tail; what matters is that nothing panics.
-            Ok(img) => assert_eq!((img.width(), img.height()), (300, 200)),
-            Err(e) => assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}"),
+        let err = decode(&full[..cut], &limits()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DecodeFailed, "cut at {cut}: {err}");
+        if cut >= 20 {
+            assert!(
+                err.to_string().contains("incomplete or damaged"),
+                "cut at {cut}: {err}"
+            );
         }
     }
-    assert!(decode(&full[..100], &limits()).is_err());
 }
 
 #[test]
@@ -690,7 +694,7 @@ fn with_orientation(jpeg: &[u8], value: u8) -> Vec<u8> {
 }
 
 fn reduced(bytes: &[u8], t: TargetSize) -> DynamicImage {
-    decode_for_target_timed(bytes, &limits(), t).unwrap().0
+    decode_for_target_timed(bytes, &limits(), t).unwrap().image
 }
 
 fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
@@ -971,7 +975,7 @@ fn libjpeg_turns_down_truncated_damaged_and_foreign_data() {
         // Truncated: libjpeg would pad with grey and only warn; the warning declines.
         for cut in [bytes.len() / 2, bytes.len() - 2] {
             let err = decode_jpeg_scaled(&bytes[..cut], (800, 600), 2, want).unwrap_err();
-            assert!(err.contains("Warning"), "{what} cut at {cut}: {err}");
+            assert!(err.contains("Damage"), "{what} cut at {cut}: {err}");
         }
         // Entropy-coded data overwritten with a marker in the middle.
         let mut damaged = bytes.clone();
@@ -990,14 +994,12 @@ fn libjpeg_turns_down_truncated_damaged_and_foreign_data() {
     // CMYK is left to the ink-preserving full decode.
     let cmyk = fixture("cmyk-adobe.jpg");
     assert!(decode_jpeg_scaled(&cmyk, full_size(&cmyk), 1, (1, 1)).is_err());
-    // Through the stage: a truncated large JPEG is still rejected (or decoded in full by
-    // the full decoder), never returned with libjpeg's grey rows.
+    // Through the stage: a truncated large JPEG is refused as incomplete, never returned with
+    // libjpeg's grey rows (or zune-jpeg's).
     let big = jpeg_bytes(&photo(2400, 1800));
     let cut = &big[..big.len() * 2 / 3];
-    match decode_for_target_timed(cut, &limits(), target(200, 230)) {
-        Err(e) => assert_eq!(e.code(), ErrorCode::DecodeFailed, "{e}"),
-        Ok((img, _)) => assert_eq!((img.width(), img.height()), (2400, 1800)),
-    }
+    let err = decode_for_target_timed(cut, &limits(), target(200, 230)).unwrap_err();
+    assert!(matches!(err, DecodeError::Damaged { .. }), "{err}");
 }
 
 fn full_size(bytes: &[u8]) -> (u32, u32) {
