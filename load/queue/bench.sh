@@ -18,7 +18,7 @@ ARGS=() GRAPHILE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks|--loops|--pool-size|--database-url) ARGS+=("$1" "$2"); shift 2 ;;
-    --fast) ARGS+=("$1"); shift ;;
+    --fast|--without-job-notify) ARGS+=("$1"); shift ;;
     --no-graphile) GRAPHILE=0; shift ;;
     *) echo "queue-bench: unknown argument $1" >&2; exit 2 ;;
   esac

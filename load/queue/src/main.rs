@@ -45,6 +45,10 @@ struct Args {
     /// (`bench.sh` puts it there); without it only our queue runs.
     #[arg(long)]
     graphile_script: Option<PathBuf>,
+    /// Diagnosis: disable the trigger that announces job state changes (NOTIFY) in our
+    /// database, to see what it costs. Not how Rythmiq runs.
+    #[arg(long)]
+    without_job_notify: bool,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -73,9 +77,15 @@ async fn main() -> Result<()> {
         }
     );
 
-    let ours = ours::run(&target, args.tasks, args.loops, args.pool_size)
-        .await
-        .context("our queue")?;
+    let ours = ours::run(
+        &target,
+        args.tasks,
+        args.loops,
+        args.pool_size,
+        args.without_job_notify,
+    )
+    .await
+    .context("our queue")?;
     eprintln!(
         "queue-bench: ours {:.0} jobs/s",
         ours.rate.jobs_per_second()

@@ -141,12 +141,16 @@ impl Report {
             .and_then(|c| c.statements.as_ref())
         {
             let jobs = self.ours.rate.jobs.max(1) as f64;
-            let _ = writeln!(out, "\nOur statements (calls per job, then the statement):");
+            let _ = writeln!(
+                out,
+                "\nOur statements (calls per job, mean execution in ms, then the statement):"
+            );
             for st in statements {
                 let _ = writeln!(
                     out,
-                    "  {:>6.3}  {}",
+                    "  {:>6.3}  {:>7.3}  {}",
                     st.calls as f64 / jobs,
+                    st.mean_ms,
                     clip(&st.query, QUERY_WIDTH)
                 );
             }
@@ -168,6 +172,7 @@ mod tests {
                 statements: Some(vec![Statement {
                     query: "SELECT 1".into(),
                     calls: statements,
+                    mean_ms: 0.25,
                 }]),
             }),
         }
@@ -211,7 +216,7 @@ mod tests {
         assert!(t.contains("| statements/job | 5.00 | 2.00 |"), "{t}");
         assert!(t.contains("| transactions/job | 2.00 | 2.00 |"), "{t}");
         assert!(t.contains("ratio ours / graphile-worker: 2.00"), "{t}");
-        assert!(t.contains("   5.000  SELECT 1"), "{t}");
+        assert!(t.contains("   5.000    0.250  SELECT 1"), "{t}");
     }
 
     #[test]

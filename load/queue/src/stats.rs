@@ -12,6 +12,8 @@ pub struct Statement {
     /// Normalised by `pg_stat_statements` (constants as `$n`), whitespace collapsed.
     pub query: String,
     pub calls: i64,
+    /// Mean time the server spent executing it, in milliseconds.
+    pub mean_ms: f64,
 }
 
 /// The counts of one window.
@@ -61,8 +63,8 @@ impl Window {
     pub async fn close(mut self) -> Result<Counted> {
         let transactions = commits(&mut self.conn).await? - self.commits_before;
         let statements = if self.statements {
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT query, calls FROM pg_stat_statements
+            let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+                "SELECT query, calls, mean_exec_time FROM pg_stat_statements
                  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND query NOT LIKE '%pg_stat_%'
                  ORDER BY calls DESC, query",
@@ -71,9 +73,10 @@ impl Window {
             .await?;
             Some(
                 rows.into_iter()
-                    .map(|(query, calls)| Statement {
+                    .map(|(query, calls, mean_ms)| Statement {
                         query: collapse_whitespace(&query),
                         calls,
+                        mean_ms,
                     })
                     .collect(),
             )
@@ -126,10 +129,12 @@ mod tests {
                 Statement {
                     query: "BEGIN".into(),
                     calls: 2,
+                    mean_ms: 0.01,
                 },
                 Statement {
                     query: "COMMIT".into(),
                     calls: 2,
+                    mean_ms: 0.01,
                 },
             ]),
         };
