@@ -248,7 +248,8 @@ fn transient_sqlstate(code: &str) -> bool {
         )
 }
 
-const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
+/// The columns a [`PortalRule`] is read from, in `portal_schemas`.
+pub const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
                               max_kb, filename_pattern, background";
 
 /// The active version of a portal rule.

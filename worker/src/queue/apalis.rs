@@ -1,6 +1,8 @@
-//! Every statement on apalis-postgres' own tables (`apalis.jobs`, `apalis.workers`) and its claim
-//! (`apalis.get_jobs` through `fetch_next`), in one place: an upgrade of apalis-postgres is
-//! checked against this module only.
+//! The statements on apalis-postgres' own tables (`apalis.jobs`, `apalis.workers`). The two hot
+//! paths are not here: the claim ([`super::claim`], apalis' `get_jobs` filter and order, starting
+//! the task at once) and the completion ([`super::outcome::complete`]) each update a task and its
+//! job in one statement, one round trip per step (see `load/queue/README.md`). An upgrade of
+//! apalis-postgres is checked against this module and those two statements.
 //!
 //! Written for **apalis-postgres 1.0.0** (its migrations up to `20251018165033_add_started_at`).
 //! apalis-postgres 1.0 leaves gaps that these statements close (see the README's "The queue"):
@@ -37,9 +39,11 @@ pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
         &[
             "id",
             "job_type",
+            "job",
             "status",
             "attempts",
             "max_attempts",
+            "priority",
             "run_at",
             "lock_at",
             "lock_by",
@@ -112,59 +116,14 @@ pub async fn touch(pool: &PgPool, worker: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Locks at most one ready task for `worker` (`apalis.get_jobs`: `FOR UPDATE SKIP LOCKED`; the
-/// task becomes `Queued`, locked by the worker). Returns its id and payload.
-pub async fn fetch_next(
-    pool: &PgPool,
-    worker: &WorkerContext,
-) -> Result<Option<(String, Vec<u8>)>, JobError> {
-    let config = apalis_postgres::Config::default()
-        .queue(QUEUE)
-        .batch_size(1);
-    let mut conn = pool.acquire().await?;
-    let tasks = apalis_postgres::queries::fetch_next(&mut *conn, &config, worker)
-        .await
-        .map_err(|e| match e {
-            apalis_postgres::Error::Database(e) => JobError::Database(e),
-            e => JobError::internal("claim", e),
-        })?;
-    let Some(task) = tasks.into_iter().next() else {
-        return Ok(None);
-    };
-    let task_id = task
-        .task_id()
-        .map(ToString::to_string)
-        .ok_or(JobError::Internal {
-            context: "claimed task has no id",
-            source: None,
-        })?;
-    Ok(Some((task_id, task.args)))
-}
-
-/// Starts a task `worker` has locked: `Queued` → `Running`, one more attempt counted. Returns
-/// `(attempt, max_attempts)`, or None when the task is no longer the worker's (a reaper took
-/// it back in between).
-pub async fn start(
-    conn: &mut PgConnection,
-    worker: &str,
-    task_id: &str,
-) -> Result<Option<(i32, i32)>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE apalis.jobs SET status = 'Running', attempts = attempts + 1, lock_at = now()
-         WHERE id = $1 AND lock_by = $2 AND status = 'Queued'
-         RETURNING attempts, max_attempts",
-    )
-    .bind(task_id)
-    .bind(worker)
-    .fetch_optional(conn)
-    .await
-}
-
 /// Closes a task that has no live job behind it.
-pub async fn close(conn: &mut PgConnection, task_id: &str) -> Result<(), sqlx::Error> {
+pub async fn close<'e, E>(executor: E, task_id: &str) -> Result<(), sqlx::Error>
+where
+    E: sqlx::PgExecutor<'e>,
+{
     sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = now() WHERE id = $1")
         .bind(task_id)
-        .execute(conn)
+        .execute(executor)
         .await?;
     Ok(())
 }

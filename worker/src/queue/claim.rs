@@ -1,8 +1,14 @@
-//! Claiming a task and starting it: the attempt is counted and the job moves to `processing`,
-//! in one transaction.
+//! Claiming a task and starting it, in one statement: the next ready task is locked (`FOR UPDATE
+//! SKIP LOCKED`, the order and filter of apalis-postgres' own claim, `apalis.get_jobs`), its
+//! attempt is counted, its job moves to `processing`, and the job's portal rule comes back with
+//! it. One round trip and one transaction per claim: the claim is the queue's hot path (see
+//! `load/queue/README.md`), and a task is never left claimed but not started.
 
-use rythmiq_shared::domain::JobTask;
-use sqlx::PgPool;
+use rythmiq_shared::db::{PORTAL_COLUMNS, QUEUE};
+use rythmiq_shared::domain::{JobTask, PortalRule};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::apalis::{self, WorkerContext};
@@ -33,61 +39,78 @@ impl Started {
     }
 }
 
-/// Claims at most one ready task through apalis-postgres and starts it.
+/// The claim: `task` locks and starts the next ready task (apalis' `get_jobs` filter and order,
+/// served by its partial index, then straight to `Running` with one more attempt), `job` moves
+/// the live job behind it to `processing`; the job's columns are NULL when it has none.
+/// The output columns are named apart from the portal rule's ([`PORTAL_COLUMNS`]).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH next AS (
+             SELECT id FROM apalis.jobs
+             WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))
+               AND run_at < now() AND job_type = $2
+             ORDER BY priority DESC, run_at ASC
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED
+         ), task AS (
+             UPDATE apalis.jobs t SET status = 'Running', lock_by = $1, lock_at = now(),
+                    attempts = t.attempts + 1
+             FROM next WHERE t.id = next.id
+             RETURNING t.id AS task_id, t.job AS task_args, t.attempts AS attempt,
+                       t.max_attempts AS task_max_attempts
+         ), job AS (
+             UPDATE jobs j SET state = 'processing', attempts = task.attempt, worker_id = $1,
+                    updated_at = now(), started_at = COALESCE(j.started_at, now())
+             FROM task
+             WHERE j.task_id = task.task_id AND j.state IN ('pending', 'processing')
+             RETURNING j.id AS job_id, j.user_id AS job_user_id,
+                       j.portal_schema_id AS job_portal_id, j.input_key AS job_input_key,
+                       j.correlation_id AS job_correlation_id
+         )
+         SELECT task.*, job.*, {PORTAL_COLUMNS}
+         FROM task
+         LEFT JOIN job ON true
+         LEFT JOIN portal_schemas ON portal_schemas.id = job.job_portal_id"
+    )
+});
+
+/// Claims at most one ready task for `worker` and starts it.
 pub async fn claim(pool: &PgPool, worker: &WorkerContext) -> Result<Option<Started>, JobError> {
-    let Some((task_id, args)) = apalis::fetch_next(pool, worker).await? else {
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(CLAIM.as_str()))
+        .bind(worker.name())
+        .bind(QUEUE)
+        .fetch_optional(pool)
+        .await?
+    else {
         return Ok(None);
     };
-    let payload: Option<JobTask> = serde_json::from_slice(&args).ok();
-    start(pool, worker.name(), &task_id, payload).await
+    let task_id: String = row.try_get("task_id")?;
+    let Some(job_id) = row.try_get::<Option<Uuid>, _>("job_id")? else {
+        // No live job behind the task (deleted, or already final): close the task.
+        apalis::close(pool, &task_id).await?;
+        return Ok(None);
+    };
+    started(&row, task_id, job_id).map(Some)
 }
 
-async fn start(
-    pool: &PgPool,
-    worker: &str,
-    task_id: &str,
-    payload: Option<JobTask>,
-) -> Result<Option<Started>, JobError> {
-    let mut tx = pool.begin().await?;
-    let Some((attempt, max_attempts)) = apalis::start(&mut tx, worker, task_id).await? else {
-        // Another worker's reaper took it back in between; nothing of ours to do.
-        return Ok(None);
-    };
-
-    let row: Option<(Uuid, Uuid, Uuid, String, String)> = sqlx::query_as(
-        "UPDATE jobs SET state = 'processing', attempts = $2, worker_id = $3, updated_at = now(),
-                started_at = COALESCE(started_at, now())
-         WHERE task_id = $1 AND state IN ('pending', 'processing')
-         RETURNING id, user_id, portal_schema_id, input_key, correlation_id",
-    )
-    .bind(task_id)
-    .bind(attempt)
-    .bind(worker)
-    .fetch_optional(&mut *tx)
-    .await?;
-
-    let Some((job_id, user_id, portal_id, input_key, correlation_id)) = row else {
-        // No live job behind the task (deleted, or already final): close the task.
-        apalis::close(&mut tx, task_id).await?;
-        tx.commit().await?;
-        return Ok(None);
-    };
+fn started(row: &PgRow, task_id: String, job_id: Uuid) -> Result<Started, JobError> {
+    let args: Vec<u8> = row.try_get("task_args")?;
+    let payload: Option<JobTask> = serde_json::from_slice(&args).ok();
     if let Some(p) = payload.as_ref().filter(|p| p.job_id != job_id) {
         tracing::warn!(task_id, payload_job = %p.job_id, %job_id, "task payload names another job");
     }
-    let rule = rythmiq_shared::db::portal_by_id(&mut *tx, portal_id).await?;
-    tx.commit().await?;
-    Ok(Some(Started {
-        task_id: task_id.to_owned(),
-        attempt,
-        max_attempts,
-        correlation_id,
+    let rule = PortalRule::from_row(row)?;
+    Ok(Started {
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("task_max_attempts")?,
+        correlation_id: row.try_get("job_correlation_id")?,
         traceparent: payload.and_then(|p| p.traceparent),
         input: JobInput {
             job_id,
-            user_id,
-            input_key,
+            user_id: row.try_get("job_user_id")?,
+            input_key: row.try_get("job_input_key")?,
             rule,
         },
-    }))
+        task_id,
+    })
 }

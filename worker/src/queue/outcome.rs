@@ -15,10 +15,13 @@ use uuid::Uuid;
 use super::apalis;
 use super::claim::Started;
 use crate::job::JobOutput;
+use rythmiq_pipeline::Processed;
 
-/// Marks the task done and the job completed, with its output, in one transaction.
-/// Returns false when the task is no longer held by this attempt (it was re-queued while we
-/// ran), and then records nothing.
+/// Marks the task done and the job completed, with its output, its `documents` row and its
+/// `cpu_metrics` row, in one statement (one round trip, one transaction: completion is the
+/// queue's hot path). Returns false when the task is no longer held by this attempt (it was
+/// re-queued while we ran), and then records nothing: the job's updates read the fenced task
+/// update's result.
 pub async fn complete(
     pool: &PgPool,
     worker: &str,
@@ -26,50 +29,75 @@ pub async fn complete(
     out: &JobOutput,
     cost: &AttemptCost,
 ) -> Result<bool, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if !apalis::finish(&mut tx, started.holder(worker), "Done", None).await? {
-        return Ok(false);
-    }
-    let job = started.input.job_id;
-    sqlx::query(
-        "UPDATE jobs SET state = 'completed', output_key = $2, output_bytes = $3,
-                output_width = $4, output_height = $5, output_dpi = $6, output_format = $7,
-                output_filename = $8, warnings = $9, ocr = $10, error_code = NULL,
-                error_message = NULL, finished_at = now(), updated_at = now()
-         WHERE id = $1",
+    let holder = started.holder(worker);
+    let p = &out.processed;
+    let finished: i64 = sqlx::query_scalar(
+        "WITH task AS (
+             UPDATE apalis.jobs SET status = 'Done', done_at = now()
+             WHERE id = $1 AND lock_by = $2 AND attempts = $3 AND status = 'Running'
+             RETURNING id
+         ), job AS (
+             UPDATE jobs SET state = 'completed', output_key = $5, output_bytes = $6,
+                    output_width = $7, output_height = $8, output_dpi = $9, output_format = $10,
+                    output_filename = $11, warnings = $12, ocr = $13, error_code = NULL,
+                    error_message = NULL, finished_at = now(), updated_at = now()
+             WHERE id = $4 AND EXISTS (SELECT 1 FROM task)
+             RETURNING id, user_id, portal_schema_id, input_bytes
+         ), document AS (
+             INSERT INTO documents (user_id, job_id, portal_schema_id, output_key, filename,
+                                    content_type, bytes, ocr_text_key)
+             SELECT user_id, id, portal_schema_id, $5, $11, $14, $6, $15 FROM job
+             ON CONFLICT (job_id) DO NOTHING
+         ), cpu AS (
+             INSERT INTO cpu_metrics (job_id, worker_id, execution_temperature, processing_path,
+                    total_cpu_seconds, total_wall_seconds, fetch_cpu_seconds, decode_cpu_seconds,
+                    quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
+                    ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds,
+                    input_file_size_bytes, output_file_size_bytes, quality_score, ocr_confidence,
+                    enhancement_skipped, page_count, startup_cpu_seconds)
+             SELECT id, $2, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27,
+                    input_bytes, $6, $28, $29, $30, 1, $31
+             FROM job
+         )
+         SELECT count(*) FROM task",
     )
-    .bind(job)
+    .bind(holder.task_id)
+    .bind(holder.worker)
+    .bind(holder.attempt)
+    .bind(started.input.job_id)
     .bind(&out.output_key)
     .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
-    .bind(i32::try_from(out.processed.width).unwrap_or(i32::MAX))
-    .bind(i32::try_from(out.processed.height).unwrap_or(i32::MAX))
-    .bind(i32::try_from(out.processed.dpi).unwrap_or(i32::MAX))
-    .bind(out.processed.format.extension())
+    .bind(i32::try_from(p.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(p.height).unwrap_or(i32::MAX))
+    .bind(i32::try_from(p.dpi).unwrap_or(i32::MAX))
+    .bind(p.format.extension())
     .bind(&out.filename)
-    .bind(serde_json::json!(out.processed.warnings))
-    .bind(out.processed.ocr.as_ref().map(|r| {
+    .bind(serde_json::json!(p.warnings))
+    .bind(p.ocr.as_ref().map(|r| {
         serde_json::json!({"confidence": r.confidence, "lines": r.lines, "chars": r.chars,
                            "rolled_back": r.rolled_back})
     }))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO documents (user_id, job_id, portal_schema_id, output_key, filename,
-                                content_type, bytes, ocr_text_key)
-         SELECT user_id, id, portal_schema_id, $2, $3, $4, $5, $6 FROM jobs WHERE id = $1
-         ON CONFLICT (job_id) DO NOTHING",
-    )
-    .bind(job)
-    .bind(&out.output_key)
-    .bind(&out.filename)
-    .bind(out.processed.format.content_type())
-    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
+    .bind(p.format.content_type())
     .bind(&out.ocr_text_key)
-    .execute(&mut *tx)
+    .bind(if cost.cold { "cold" } else { "warm" })
+    .bind(p.path.as_str())
+    .bind(total_cpu(p, cost))
+    .bind(cost.wall_seconds)
+    .bind(stage_cpu(p, "fetch"))
+    .bind(stage_cpu(p, "decode"))
+    .bind(stage_cpu(p, "quality"))
+    .bind(stage_cpu(p, "pre_ocr"))
+    .bind(stage_cpu(p, "enhance"))
+    .bind(stage_cpu(p, "ocr"))
+    .bind(stage_cpu(p, "schema"))
+    .bind(stage_cpu(p, "upload"))
+    .bind(f64::from(p.quality.score))
+    .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
+    .bind(p.enhancement.is_none())
+    .bind(cost.startup_cpu_seconds)
+    .fetch_one(pool)
     .await?;
-    record_cpu(&mut tx, worker, started, out, cost).await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(finished == 1)
 }
 
 /// How an attempt ran, for `cpu_metrics`.
@@ -82,54 +110,16 @@ pub struct AttemptCost {
     pub startup_cpu_seconds: f64,
 }
 
-/// One `cpu_metrics` row per finished job, written with the job's completion.
-async fn record_cpu(
-    tx: &mut Transaction<'_, Postgres>,
-    worker: &str,
-    started: &Started,
-    out: &JobOutput,
-    cost: &AttemptCost,
-) -> Result<(), sqlx::Error> {
-    let p = &out.processed;
-    let stage = |name: &str| -> Option<f64> {
-        let mut found = p.stages.iter().filter(|s| s.name == name).peekable();
-        found.peek()?;
-        Some(found.map(|s| s.cpu_seconds).sum())
-    };
-    let total: f64 = p.stages.iter().map(|s| s.cpu_seconds).sum::<f64>() + cost.startup_cpu_seconds;
-    sqlx::query(
-        "INSERT INTO cpu_metrics (job_id, worker_id, execution_temperature, processing_path,
-                total_cpu_seconds, total_wall_seconds, fetch_cpu_seconds, decode_cpu_seconds,
-                quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
-                ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds, input_file_size_bytes,
-                output_file_size_bytes, quality_score, ocr_confidence, enhancement_skipped,
-                page_count, startup_cpu_seconds)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, input_bytes, $15,
-                $16, $17, $18, 1, $19
-         FROM jobs WHERE id = $1",
-    )
-    .bind(started.input.job_id)
-    .bind(worker)
-    .bind(if cost.cold { "cold" } else { "warm" })
-    .bind(p.path.as_str())
-    .bind(total)
-    .bind(cost.wall_seconds)
-    .bind(stage("fetch"))
-    .bind(stage("decode"))
-    .bind(stage("quality"))
-    .bind(stage("pre_ocr"))
-    .bind(stage("enhance"))
-    .bind(stage("ocr"))
-    .bind(stage("schema"))
-    .bind(stage("upload"))
-    .bind(i64::try_from(out.bytes).unwrap_or(i64::MAX))
-    .bind(f64::from(p.quality.score))
-    .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
-    .bind(p.enhancement.is_none())
-    .bind(cost.startup_cpu_seconds)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// A stage's CPU seconds (summed when it ran more than once); None when it did not run.
+fn stage_cpu(p: &Processed, name: &str) -> Option<f64> {
+    let mut found = p.stages.iter().filter(|s| s.name == name).peekable();
+    found.peek()?;
+    Some(found.map(|s| s.cpu_seconds).sum())
+}
+
+/// The job's CPU seconds for `cpu_metrics`: every stage, plus the start-up it carries.
+fn total_cpu(p: &Processed, cost: &AttemptCost) -> f64 {
+    p.stages.iter().map(|s| s.cpu_seconds).sum::<f64>() + cost.startup_cpu_seconds
 }
 
 /// Records a failed attempt: retried after a persisted backoff when `retryable` and attempts

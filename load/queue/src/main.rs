@@ -1,0 +1,125 @@
+//! `rythmiq-queue-bench`: the queue's own overhead. No-op tasks are enqueued as the API enqueues
+//! them, then claimed and completed by worker loops through the worker crate's queue functions
+//! (`rythmiq_worker::queue`), with nothing in place of the pipeline; graphile-worker runs the
+//! same number of no-op jobs on the same Postgres in the same run. Prints jobs/s for each and,
+//! from `pg_stat_statements`, the statements each of our jobs cost. `load/queue/bench.sh` is the
+//! one command (it installs graphile-worker and builds this).
+
+mod cluster;
+mod graphile;
+mod ours;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+/// The queue-overhead benchmark.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// No-op tasks for each queue.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Worker loops ("slots") claiming at once; graphile-worker runs with the same concurrency.
+    #[arg(long, default_value_t = 4)]
+    loops: usize,
+    /// Database connections of our worker pool and of graphile-worker's (the production
+    /// default, `RYTHMIQ_DB_POOL_SIZE`, is 10).
+    #[arg(long, default_value_t = 10)]
+    pool_size: u32,
+    /// A dedicated, empty database to use instead of a private cluster. graphile-worker then
+    /// runs in its own schema (`graphile_worker`) of that database, and statements are counted
+    /// only where `pg_stat_statements` is loaded (transactions otherwise).
+    #[arg(long, env = "QUEUE_BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Where the private cluster lives (created afresh; deleted when the run ends).
+    #[arg(long, default_value = "target/queue-bench/pg")]
+    data_dir: PathBuf,
+    /// Run the private cluster without fsync (as the tests do), instead of durably.
+    #[arg(long)]
+    fast: bool,
+    /// The graphile-worker runner script, inside the folder where graphile-worker is installed
+    /// (`bench.sh` puts it there); without it only our queue runs.
+    #[arg(long)]
+    graphile_script: Option<PathBuf>,
+    /// Diagnosis: disable the trigger that announces job state changes (NOTIFY) in our
+    /// database, to see what it costs. Not how Rythmiq runs.
+    #[arg(long)]
+    without_job_notify: bool,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.tasks > 0 && args.loops > 0,
+        "--tasks and --loops must be positive"
+    );
+    let target = match &args.database_url {
+        Some(url) => cluster::Target::external(url).await?,
+        None => cluster::Target::private(&args.data_dir, args.fast).await?,
+    };
+    eprintln!(
+        "queue-bench: {} tasks, {} loops, pool {}, statements from {}",
+        args.tasks,
+        args.loops,
+        args.pool_size,
+        if target.statements {
+            "pg_stat_statements"
+        } else {
+            "nowhere (transactions only)"
+        }
+    );
+
+    let ours = ours::run(
+        &target,
+        args.tasks,
+        args.loops,
+        args.pool_size,
+        args.without_job_notify,
+    )
+    .await
+    .context("our queue")?;
+    eprintln!(
+        "queue-bench: ours {:.0} jobs/s",
+        ours.rate.jobs_per_second()
+    );
+
+    let theirs = match &args.graphile_script {
+        Some(script) => Some(
+            graphile::run(&target, script, args.tasks, args.loops, args.pool_size)
+                .await
+                .context("graphile-worker")?,
+        ),
+        None => None,
+    };
+
+    let settings = report::Settings {
+        tasks: args.tasks,
+        loops: args.loops,
+        pool_size: args.pool_size,
+        durable: args.database_url.is_some() || !args.fast,
+        statements_from: if target.statements {
+            "pg_stat_statements"
+        } else {
+            "pg_stat_database.xact_commit only"
+        },
+    };
+    let out = report::Report {
+        settings,
+        ours,
+        graphile: theirs,
+    };
+    println!("{}", out.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    target.stop().await
+}
