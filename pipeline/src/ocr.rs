@@ -26,7 +26,7 @@ use serde::Serialize;
 use crate::Error;
 
 /// How many lines (the widest) a document's cheap reads recognise.
-pub const DOCUMENT_SAMPLE_LINES: usize = 8;
+pub const DOCUMENT_SAMPLE_LINES: usize = 4;
 
 /// The cheap preset for `kind`: documents read a sample of their lines.
 fn cheap(kind: DocumentKind) -> OcrOptions {
