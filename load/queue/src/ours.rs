@@ -157,6 +157,7 @@ fn noop_output() -> JobOutput {
                 contrast: 1.0,
                 noise: 1.0,
                 resolution: 1.0,
+                flat_fill: 0.0,
             },
             enhancement: None,
             width: 1,
