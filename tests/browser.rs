@@ -17,7 +17,6 @@ use common::{Reaped, TestApp, shared_tempdir};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
 /// A common Android phone's CSS viewport (Pixel 7, Galaxy S-series).
 const PHONE: (u32, u32) = (412, 915);
 const RULE: &str = "neet-ug-2026-photo";
@@ -45,21 +44,7 @@ fn free_port() -> Result<u16> {
 
 /// `rythmiq dev` on a random port; returns the process and the signed-in page link it printed.
 fn start_dev(data: &Path) -> Result<(Reaped, String)> {
-    let mut dev = Command::new(BIN)
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env_remove("RYTHMIQ_JWT_SECRET")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut dev = common::dev_command(data).stderr(Stdio::null()).spawn()?;
     let stdout = dev.stdout.take().context("stdout")?;
     let dev = Reaped(dev);
     let (tx, rx) = std::sync::mpsc::channel();

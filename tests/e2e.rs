@@ -16,19 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
 fn dev_then_submit_produces_the_portal_file_and_ctrl_c_stops_everything() -> Result<()> {
     let dir = shared_tempdir()?;
     let data = dir.path().join("data");
-    let mut dev = Command::new(BIN)
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env_remove("RYTHMIQ_JWT_SECRET")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
+    let mut dev = common::dev_command(&data)
         .stderr(Stdio::inherit())
         .spawn()?;
 

@@ -534,6 +534,25 @@ pub fn decode_output(bytes: &[u8]) -> Result<image::DynamicImage> {
     Ok(image::load_from_memory(bytes)?)
 }
 
+/// `rythmiq dev` on a random port with two workers and its data under `data`, with a fresh
+/// JWT secret and plain (uncoloured) output on a piped stdout; the caller picks stderr.
+pub fn dev_command(data: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rythmiq"));
+    cmd.args([
+        "dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--data-dir",
+    ])
+    .arg(data)
+    .env_remove("RYTHMIQ_JWT_SECRET")
+    .env("NO_COLOR", "1")
+    .stdout(Stdio::piped());
+    cmd
+}
+
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(name);
     std::fs::File::create(&path)?.write_all(bytes)?;

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use rythmiq_shared::db;
@@ -376,19 +376,8 @@ fn created_view(id: Uuid, status: BatchState, jobs: Vec<BatchJobCreated>) -> Bat
 }
 
 fn accepted(body: BatchCreated, correlation: &str, replay: bool) -> Response {
-    let id = body.batch_id;
-    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/batches/{id}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(correlation) {
-        h.insert("x-correlation-id", v);
-    }
-    if replay {
-        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    resp
+    let location = format!("/v1/batches/{}", body.batch_id);
+    super::accepted(body, &location, correlation, replay)
 }
 
 /// The batch an earlier request with this Idempotency-Key created, if any.

@@ -280,18 +280,8 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
 }
 
 fn accepted(job_id: Uuid, status: JobState, correlation: &str, replay: bool) -> Response {
-    let mut resp = (StatusCode::ACCEPTED, Json(Created { job_id, status })).into_response();
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("/v1/jobs/{job_id}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(correlation) {
-        h.insert("x-correlation-id", v);
-    }
-    if replay {
-        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    resp
+    let location = format!("/v1/jobs/{job_id}");
+    super::accepted(Created { job_id, status }, &location, correlation, replay)
 }
 
 /// Submit an upload for a portal rule.
