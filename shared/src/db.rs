@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 
 use chrono::NaiveDate;
 
@@ -40,11 +40,27 @@ impl Role {
     }
 }
 
+/// A pooled connection idle at least this long is pinged before use. Pinging every checkout
+/// (sqlx's default) costs a round trip per statement on the queue's hot path, where a worker
+/// slot checks a connection out twice per job; a connection that went unused for a second is
+/// the one that may have died with a database restart or a dropped link (the same trade as
+/// HikariCP's `aliveBypassWindowMs`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        // A failed ping closes the connection and the pool tries the next one (sqlx's contract).
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 fn role_options(max_connections: u32, role: Role) -> PgPoolOptions {
