@@ -8,6 +8,7 @@
 //! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
 //! thread the job runs on (see [`StageClock`]).
 
+pub mod check;
 pub mod decode;
 pub mod enhance;
 mod error;
