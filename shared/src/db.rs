@@ -120,6 +120,7 @@ struct StoredRule {
     spec: RuleSpec,
     source_url: Option<String>,
     source_checked_on: Option<NaiveDate>,
+    source_portal_values: Option<Vec<String>>,
 }
 
 impl From<&RuleFile> for StoredRule {
@@ -128,6 +129,14 @@ impl From<&RuleFile> for StoredRule {
             spec: f.spec.clone(),
             source_url: Some(f.source.url.clone()),
             source_checked_on: Some(f.source.checked),
+            // Stored in the canonical order, so the file's order alone makes no new version.
+            source_portal_values: Some(
+                f.source
+                    .portal_values()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
         }
     }
 }
@@ -157,7 +166,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
             "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                    filename_pattern, background, source_url, source_checked_on \
+                    filename_pattern, background, source_url, source_checked_on, \
+                    source_portal_values \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
         .bind(&file.spec.slug)
@@ -174,9 +184,10 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let (id, version): (uuid::Uuid, i32) = sqlx::query_as(
             "INSERT INTO portal_schemas \
                  (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                  filename_pattern, background, source_url, source_checked_on, active) \
+                  filename_pattern, background, source_url, source_checked_on, \
+                  source_portal_values, active) \
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                    $11, $12, $13, TRUE \
+                    $11, $12, $13, $14, TRUE \
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
@@ -193,6 +204,7 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         .bind(&wanted.spec.background)
         .bind(&wanted.source_url)
         .bind(wanted.source_checked_on)
+        .bind(&wanted.source_portal_values)
         .fetch_one(&mut *tx)
         .await?;
         tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
@@ -294,14 +306,17 @@ pub struct SourcedPortalRule {
     pub rule: PortalRule,
     pub source_url: Option<String>,
     pub source_checked_on: Option<NaiveDate>,
+    /// Which values the portal states (the rest are ours); `None` on rows loaded before
+    /// provenance was recorded.
+    pub source_portal_values: Option<Vec<String>>,
 }
 
 /// All active portal rules with their sources, by slug.
 pub async fn active_portals_with_sources(pool: &PgPool) -> Result<Vec<SourcedPortalRule>> {
     Ok(
         sqlx::query_as::<_, SourcedPortalRule>(sqlx::AssertSqlSafe(format!(
-            "SELECT {PORTAL_COLUMNS}, source_url, source_checked_on FROM portal_schemas \
-         WHERE active ORDER BY slug"
+            "SELECT {PORTAL_COLUMNS}, source_url, source_checked_on, source_portal_values \
+             FROM portal_schemas WHERE active ORDER BY slug"
         )))
         .fetch_all(pool)
         .await?,
