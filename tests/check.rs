@@ -96,7 +96,6 @@ fn our_output_for_every_rule_passes_its_check() -> Result<()> {
 
 #[test]
 fn raw_photos_fail_with_each_line_named_and_exit_1() -> Result<()> {
-    let dir = shared_tempdir()?;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline/tests/fixtures/photos");
     // scikit-image's astronaut: 512 × 512, no DPI, before a flag and a dark wall.
     let (code, v) = check(&fixtures.join("astronaut.jpg"), "neet-ug-2026-photo")?;
