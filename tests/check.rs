@@ -3,6 +3,9 @@
 
 mod common;
 
+#[path = "../ocr/tests/support/render.rs"]
+mod render;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -78,7 +81,13 @@ fn our_output_for_every_rule_passes_its_check() -> Result<()> {
             String::from_utf8_lossy(&made.stdout)
         );
         let (code, v) = check(&out, &rule.slug)?;
-        assert_eq!((code, v["compliant"].as_bool()), (0, Some(true)), "{v:#}");
+        if rule.text_check == rythmiq_shared::domain::TextCheck::English {
+            // A portrait is no declaration: the one line that must fail is the text OCR reads
+            // (the declaration test below writes one).
+            assert_eq!((code, failed(&v)), (1, vec!["text"]), "{v:#}");
+        } else {
+            assert_eq!((code, v["compliant"].as_bool()), (0, Some(true)), "{v:#}");
+        }
         assert_eq!(v["portal"], rule.slug.as_str());
         // Format, pixels, DPI, size, colour and orientation are always judged, never skipped.
         for line in ["format", "pixels", "dpi", "size", "colour", "orientation"] {
@@ -175,5 +184,89 @@ fn the_human_report_and_the_portal_list_explain_themselves() -> Result<()> {
     ] {
         assert!(listed.contains(needle), "{needle:?} not in\n{listed}");
     }
+    Ok(())
+}
+
+/// Dark text on white paper, as a scanned sheet: `lines` in DejaVu Sans at `px`, as a JPEG.
+fn written(lines: &[&str], px: f32, width: u32, height: u32) -> Vec<u8> {
+    let lines: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    let page = render::render_lines(&render::font("DejaVuSans.ttf"), px, &lines, width, height);
+    let mut out = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+    page.write_with_encoder(enc).unwrap_or_default();
+    out
+}
+
+fn line<'a>(v: &'a Value, rule: &str) -> &'a Value {
+    v["checks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["rule"] == rule))
+        .unwrap_or(&Value::Null)
+}
+
+#[test]
+fn ocr_reads_the_declaration_and_flags_a_signature_in_capitals() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let fit = |name: &str, bytes: Vec<u8>, portal: &str| -> Result<std::path::PathBuf> {
+        let input = write_file(dir.path(), name, &bytes)?;
+        let out = dir.path().join(format!("out-{name}"));
+        let made = Command::new(BIN)
+            .arg("process")
+            .arg(&input)
+            .args(["--portal", portal, "--json", "--out"])
+            .arg(&out)
+            .output()?;
+        anyhow::ensure!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stdout)
+        );
+        Ok(out)
+    };
+    let declaration = written(
+        &[
+            "I, Priya Sharma, hereby declare that all",
+            "the information submitted by me in the",
+            "application form is correct, true and valid.",
+        ],
+        44.0,
+        1600,
+        800,
+    );
+    let out = fit("declaration.jpg", declaration, "ibps-2026-declaration")?;
+    let (code, v) = check(&out, "ibps-2026-declaration")?;
+    assert_eq!(line(&v, "text")["passed"], true, "{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    // A blank sheet has no declaration on it.
+    let blank = written(&[], 44.0, 1600, 800);
+    let out = fit("blank.jpg", blank, "ibps-2026-declaration")?;
+    let (code, v) = check(&out, "ibps-2026-declaration")?;
+    assert_eq!(
+        (code, &line(&v, "text")["passed"]),
+        (1, &Value::Bool(false)),
+        "{v:#}"
+    );
+
+    let capitals = fit(
+        "caps.jpg",
+        written(&["PRIYA SHARMA"], 90.0, 1400, 600),
+        "ibps-2026-signature",
+    )?;
+    let (code, v) = check(&capitals, "ibps-2026-signature")?;
+    let caps = line(&v, "capitals");
+    assert_eq!((code, &caps["passed"]), (1, &Value::Bool(false)), "{v:#}");
+    assert!(
+        caps["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("capital letters")),
+        "{caps}"
+    );
+    let usual = fit(
+        "usual.jpg",
+        written(&["Priya sharma"], 90.0, 1400, 600),
+        "ibps-2026-signature",
+    )?;
+    let (_, v) = check(&usual, "ibps-2026-signature")?;
+    assert_eq!(line(&v, "capitals")["passed"], true, "{v:#}");
     Ok(())
 }

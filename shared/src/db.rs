@@ -166,7 +166,7 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
             "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                    filename_pattern, background, source_url, source_checked_on, \
+                    filename_pattern, background, text_check, source_url, source_checked_on, \
                     source_portal_values \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
@@ -185,9 +185,9 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
             "INSERT INTO portal_schemas \
                  (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
                   filename_pattern, background, source_url, source_checked_on, \
-                  source_portal_values, active) \
+                  source_portal_values, text_check, active) \
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                    $11, $12, $13, $14, TRUE \
+                    $11, $12, $13, $14, $15, TRUE \
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
@@ -205,6 +205,7 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         .bind(&wanted.source_url)
         .bind(wanted.source_checked_on)
         .bind(&wanted.source_portal_values)
+        .bind(wanted.spec.text_check)
         .fetch_one(&mut *tx)
         .await?;
         tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
@@ -262,7 +263,7 @@ fn transient_sqlstate(code: &str) -> bool {
 
 /// The columns a [`PortalRule`] is read from, in `portal_schemas`.
 pub const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
-                              max_kb, filename_pattern, background";
+                              max_kb, filename_pattern, background, text_check";
 
 /// The active version of a portal rule.
 pub async fn active_portal<'e, E>(executor: E, slug: &str) -> Result<Option<PortalRule>>

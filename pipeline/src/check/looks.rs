@@ -2,10 +2,10 @@
 //! reads (where a rule asks about it).
 
 use image::RgbImage;
-use rythmiq_domain::{DocumentKind, RuleSpec};
+use rythmiq_domain::{DocumentKind, RuleSpec, TextCheck};
 
 use super::Line;
-use crate::ocr::OcrStage;
+use crate::ocr::{Budget, OcrStage};
 
 /// Share of a photo's width (each side) and height (top) taken as its background band: a
 /// passport-style photo's subject fills the middle and bottom, its backdrop shows along the top
@@ -129,11 +129,109 @@ pub fn face_lines(_image: &RgbImage, rule: &RuleSpec) -> Vec<Line> {
 }
 
 /// Whether `rule` has lines that read text.
-pub(super) fn reads_text(_rule: &RuleSpec) -> bool {
-    false
+pub(super) fn reads_text(rule: &RuleSpec) -> bool {
+    rule.text_check != TextCheck::None
 }
 
-/// The lines a rule asks OCR for (none so far); without `ocr` they are not checked.
-pub fn text_lines(_image: &RgbImage, _rule: &RuleSpec, _ocr: Option<&OcrStage>) -> Vec<Line> {
-    Vec::new()
+/// A declaration reads as English when at least this share of its letters are Latin (A–Z) …
+const LATIN_SHARE: f64 = 0.9;
+/// … and it holds at least this many words of two or more Latin letters.
+const MIN_WORDS: usize = 5;
+/// A signature is in capitals when at least this share of its letters are upper case, judged
+/// on at least [`MIN_LETTERS`] letters (fewer, from a cursive scrawl, say nothing).
+const CAPITAL_SHARE: f64 = 0.8;
+const MIN_LETTERS: usize = 3;
+
+/// The lines the rule's `text_check` asks for, read by OCR; without `ocr` (the API loads no
+/// models) they are not checked.
+pub fn text_lines(image: &RgbImage, rule: &RuleSpec, ocr: Option<&OcrStage>) -> Vec<Line> {
+    let (name, expected) = match rule.text_check {
+        TextCheck::None => return Vec::new(),
+        TextCheck::English => ("text", "hand-written text, in English"),
+        TextCheck::NoCapitals => ("capitals", "not in capital letters"),
+    };
+    let Some(ocr) = ocr else {
+        return vec![Line::not_checked(
+            name,
+            expected,
+            "reading the text needs the OCR engine, which is not loaded here",
+        )];
+    };
+    let page = match ocr.document(image, &Budget::new(ocr.timeout)) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Line::not_checked(
+                name,
+                expected,
+                &format!("OCR failed: {e}"),
+            )];
+        }
+    };
+    let letters: Vec<char> = page.text.chars().filter(|c| c.is_alphabetic()).collect();
+    let latin = letters.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    match rule.text_check {
+        TextCheck::English => {
+            let words = page
+                .text
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .filter(|w| w.len() >= 2)
+                .count();
+            let share = latin as f64 / letters.len().max(1) as f64;
+            let found = format!(
+                "{words} English words, {:.0} % Latin letters",
+                share * 100.0
+            );
+            let (passed, message) = if letters.is_empty() {
+                (
+                    false,
+                    "no writing was found; the declaration must be written out".to_owned(),
+                )
+            } else if share < LATIN_SHARE {
+                (
+                    false,
+                    format!(
+                        "the declaration is not in English (only {:.0} % of its letters are A–Z); \
+                     this rule needs it in English",
+                        share * 100.0
+                    ),
+                )
+            } else if words < MIN_WORDS {
+                (
+                    false,
+                    format!(
+                        "only {words} words could be read; write the whole declaration out clearly"
+                    ),
+                )
+            } else {
+                (
+                    true,
+                    format!("the declaration reads as English ({words} words)"),
+                )
+            };
+            vec![Line::new(name, Some(passed), expected, found, message)]
+        }
+        TextCheck::NoCapitals => {
+            let upper = letters.iter().filter(|c| c.is_uppercase()).count();
+            if letters.len() < MIN_LETTERS {
+                return vec![Line::not_checked(
+                    name,
+                    expected,
+                    "too few letters could be read to tell",
+                )];
+            }
+            let share = upper as f64 / letters.len() as f64;
+            let found = format!(
+                "{:.0} % of {} letters in capitals",
+                share * 100.0,
+                letters.len()
+            );
+            let (passed, message) = if share >= CAPITAL_SHARE {
+                (false, "the signature is written in capital letters, which this rule does not accept; sign as you usually do".to_owned())
+            } else {
+                (true, "not in capital letters".to_owned())
+            };
+            vec![Line::new(name, Some(passed), expected, found, message)]
+        }
+        TextCheck::None => Vec::new(),
+    }
 }
