@@ -9,6 +9,7 @@
 //! thread the job runs on (see [`StageClock`]).
 
 pub mod check;
+pub mod clean;
 pub mod decode;
 pub mod enhance;
 mod error;
