@@ -50,6 +50,38 @@ pub fn clean_ink(img: &RgbImage) -> RgbImage {
     image::DynamicImage::ImageLuma8(cropped).into_rgb8()
 }
 
+/// [`clean_ink`], then white paper added evenly on two sides to the `width` : `height` aspect,
+/// so that fitting to that size scales the writing and crops none of it.
+pub fn clean_ink_for(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let ink = clean_ink(img);
+    let (w, h) = ink.dimensions();
+    let (tw, th) = (u64::from(width.max(1)), u64::from(height.max(1)));
+    // The smallest canvas of the target aspect that holds the cleaned image.
+    let (cw, ch) = if u64::from(w) * th >= u64::from(h) * tw {
+        (
+            w,
+            u32::try_from((u64::from(w) * th).div_ceil(tw))
+                .unwrap_or(h)
+                .max(h),
+        )
+    } else {
+        (
+            u32::try_from((u64::from(h) * tw).div_ceil(th))
+                .unwrap_or(w)
+                .max(w),
+            h,
+        )
+    };
+    let mut canvas = RgbImage::from_pixel(cw, ch, Rgb([255, 255, 255]));
+    imageops::overlay(
+        &mut canvas,
+        &ink,
+        i64::from((cw - w) / 2),
+        i64::from((ch - h) / 2),
+    );
+    canvas
+}
+
 /// Divides each pixel by the paper's local brightness (the brightest tenth of each block,
 /// smoothed), so shading and a phone's vignette become even white and ink keeps its contrast.
 fn flatten(grey: &GrayImage) -> GrayImage {
@@ -189,6 +221,26 @@ mod tests {
             let row = (0..w).filter(|&x| grey.get_pixel(x, y).0[0] < 200).count();
             assert!(row < (w / 3) as usize, "row {y}: {row} dark of {w}");
         }
+    }
+
+    #[test]
+    fn the_cleaned_writing_is_padded_to_the_rule_aspect_without_losing_ink() {
+        let (img, _) = shaded_ruled_signature();
+        let tight = clean_ink(&img);
+        let out = clean_ink_for(&img, 140, 60);
+        let (w, h) = out.dimensions();
+        // 140:60 within a pixel of rounding, and every dark pixel of the tight crop kept.
+        assert!(
+            (f64::from(w) / f64::from(h) - 140.0 / 60.0).abs() < 0.02,
+            "{w}×{h}"
+        );
+        let dark = |i: &RgbImage| {
+            imageops::grayscale(i)
+                .pixels()
+                .filter(|p| p.0[0] < 128)
+                .count()
+        };
+        assert_eq!(dark(&out), dark(&tight));
     }
 
     #[test]
