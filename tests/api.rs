@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -832,5 +833,139 @@ async fn identity_provider_tokens_are_checked_against_its_jwks() -> Result<()> {
     ] {
         assert_eq!(list(token).await?, StatusCode::UNAUTHORIZED, "{why}");
     }
+    Ok(())
+}
+
+/// `POST /v1/checks` with `file` and `portal`, as `token`'s user.
+async fn post_check(
+    app: &TestApp,
+    token: &str,
+    file: Vec<u8>,
+    portal: &str,
+) -> Result<reqwest::Response> {
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name("photo.jpg"),
+        )
+        .text("portal", portal.to_owned());
+    Ok(app
+        .client
+        .post(app.url("/v1/checks"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await?)
+}
+
+#[tokio::test]
+async fn a_check_explains_a_file_without_a_job_or_a_credit_and_is_rate_limited() -> Result<()> {
+    let app = TestApp::spawn_with(|s| {
+        s.rate_limit_per_minute = 3;
+        s.starting_credits = 5;
+    })
+    .await?;
+    let astronaut = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline/tests/fixtures/photos/astronaut.jpg"),
+    )?;
+    let r = post_check(&app, &app.token(), astronaut.clone(), "neet-ug-2026-photo").await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await?;
+    assert_eq!(report["portal"], "neet-ug-2026-photo");
+    assert_eq!(report["compliant"], false);
+    let failed: Vec<&str> = report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["passed"] == false)
+        .filter_map(|l| l["rule"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["pixels", "dpi", "orientation", "background"],
+        "{report:#}"
+    );
+    // The face lines are explicitly not checked.
+    let face = report["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["rule"] == "face")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(face["passed"], Value::Null, "{face}");
+
+    // Not an image, and an unknown portal: the API's error envelope.
+    let r = post_check(
+        &app,
+        &app.token(),
+        b"plain text".to_vec(),
+        "neet-ug-2026-photo",
+    )
+    .await?;
+    let (status, code, _) = error_of(r).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "PAYLOAD_INVALID")
+    );
+    let r = post_check(&app, &app.token(), astronaut.clone(), "no-such-portal").await?;
+    let (status, code, _) = error_of(r).await?;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_PORTAL")
+    );
+
+    // The fourth check in the minute is refused, with Retry-After; another user is not.
+    let r = post_check(&app, &app.token(), astronaut.clone(), "neet-ug-2026-photo").await?;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = r.headers()["retry-after"].to_str()?.parse()?;
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let other = token_for(Uuid::new_v4());
+    let r = post_check(&app, &other, astronaut, "neet-ug-2026-photo").await?;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // No job, no credit: the user has no job rows and was never charged.
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&app.pool)
+        .await?;
+    assert_eq!(jobs, 0);
+    let charged: Option<i32> =
+        sqlx::query_scalar("SELECT balance FROM user_credits WHERE user_id = $1")
+            .bind(app.user)
+            .fetch_optional(&app.pool)
+            .await?;
+    assert!(charged.is_none_or(|b| b == 5), "{charged:?}");
+    // A token is required.
+    let r = app.client.post(app.url("/v1/checks")).send().await?;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_completed_job_carries_the_check_report_of_its_output() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let (stop, _w) = app.start_worker(fast_worker_settings());
+    let id = app
+        .submit_ok(photo_jpeg(900, 1100, 77), "ibps-2026-photo")
+        .await?;
+    let job = app.wait_terminal(id, 60).await?;
+    stop.cancel();
+    assert_eq!(job["status"], "completed", "{job}");
+    let report = &job["report"];
+    assert_eq!(report["portal"], "ibps-2026-photo", "{job:#}");
+    assert!(report["compliant"].is_boolean());
+    // What the fit guarantees, the report confirms line by line.
+    for rule in ["format", "pixels", "dpi", "size", "colour", "orientation"] {
+        let line = report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["rule"] == rule)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(line["passed"], true, "{rule}: {report:#}");
+    }
+    let pixels = report["checks"][1].clone();
+    assert_eq!(pixels["found"], "200 × 230 px", "{pixels}");
     Ok(())
 }

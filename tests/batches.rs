@@ -245,6 +245,16 @@ async fn a_batch_packages_what_succeeded_and_reports_what_did_not() -> Result<()
         manifest["files"][1]["file"],
         b["jobs"][1]["output"]["filename"]
     );
+    // Each packaged file carries its check report; a failed one has none.
+    let report = &manifest["files"][1]["report"];
+    assert_eq!(report["portal"], "neet-ug-2026-signature", "{manifest:#}");
+    let pixels = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|l| l["rule"] == "pixels"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pixels["passed"], true, "{report:#}");
+    assert!(entry["report"].is_null());
     let readme = String::from_utf8(entries["README.txt"].clone())?;
     assert!(
         readme.contains("2 of 3 files") && readme.contains("DECODE_FAILED"),

@@ -34,6 +34,9 @@ async fn active(pool: &PgPool, slug: &str) -> Result<(i32, RuleFile)> {
             url: sourced.source_url.context("no source_url")?,
             checked: sourced.source_checked_on.context("no source_checked_on")?,
             also: Vec::new(),
+            portal_values: sourced
+                .source_portal_values
+                .context("no source_portal_values")?,
         },
     };
     Ok((sourced.rule.version, file))

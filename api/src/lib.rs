@@ -38,6 +38,8 @@ pub struct AppState {
     pub verifier: TokenVerifier,
     /// Guest sessions opened per client address (`POST /v1/sessions`).
     pub guests: routes::sessions::GuestLimiter,
+    /// File checks per user in the last minute (`POST /v1/checks`).
+    pub checks: routes::checks::CheckLimiter,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             links,
             verifier,
             guests: Default::default(),
+            checks: Default::default(),
             pool,
             storage,
             settings,
@@ -96,6 +99,7 @@ async fn metrics_text(State(state): State<AppState>) -> Result<String, ApiError>
           routes::batches::create, routes::batches::get, routes::batches::output,
           routes::batches::download,
           routes::portals::list,
+          routes::checks::create,
           routes::sessions::create,
           routes::health::healthz, routes::health::readyz),
     components(schemas(error::ErrorBody)),
@@ -134,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/batches/{id}/output", get(routes::batches::output))
         .route("/v1/download/batches/{id}", get(routes::batches::download))
         .route("/v1/portal-schemas", get(routes::portals::list))
+        .route("/v1/checks", post(routes::checks::create))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi_json))

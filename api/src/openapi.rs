@@ -29,6 +29,40 @@ pub struct JobForm {
     portal: String,
 }
 
+/// One requirement of a rule and how the checked file meets it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: the handler returns the pipeline's report.
+pub struct CheckLine {
+    /// The requirement: `format`, `pixels`, `dpi`, `size`, `colour`, `orientation`,
+    /// `background`, `face`, `face_height`, `face_centre`.
+    #[schema(example = "size")]
+    rule: String,
+    /// `true` met, `false` not met, `null` not checked (the message says why).
+    #[schema(example = false)]
+    passed: Option<bool>,
+    /// What the rule asks.
+    #[schema(example = "10–100 KB (10240–100000 bytes)")]
+    expected: String,
+    /// What the file has (empty when not checked).
+    #[schema(example = "212 KB (217088 bytes)")]
+    found: String,
+    /// One sentence for the student.
+    #[schema(example = "212 KB; NEET allows 10–100 KB (at most 100000 bytes)")]
+    message: String,
+}
+
+/// A file checked against a portal rule (`POST /v1/checks`; a completed job's `report`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only: the handler returns the pipeline's report.
+pub struct CheckReport {
+    /// The rule's slug.
+    #[schema(example = "neet-ug-2026-photo")]
+    portal: String,
+    /// No line failed (lines not checked do not count against it).
+    compliant: bool,
+    checks: Vec<CheckLine>,
+}
+
 /// Form fields of `POST /v1/batches`: the n-th `portal` goes with the n-th `file`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // A schema only: the handler reads the form part by part.

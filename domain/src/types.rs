@@ -53,6 +53,21 @@ impl OutputFormat {
     }
 }
 
+/// What a rule asks of the text in an upload, checked by OCR (`text_check` in a rule file).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type))]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "sqlx", sqlx(type_name = "text", rename_all = "snake_case"))]
+pub enum TextCheck {
+    /// Nothing is asked of the text.
+    #[default]
+    None,
+    /// Handwritten text must be there, and in English (a declaration).
+    English,
+    /// Not written in capital letters (IBPS signatures).
+    NoCapitals,
+}
+
 /// What a portal asks of an upload: the values jobs are fitted to and verified against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
@@ -72,6 +87,10 @@ pub struct RuleSpec {
     pub filename_pattern: String,
     /// Background rule, e.g. `white`, `light` or `any`.
     pub background: String,
+    /// What the text OCR reads must be (`none` when the key is absent).
+    #[serde(default)]
+    #[cfg_attr(feature = "sqlx", sqlx(default))]
+    pub text_check: TextCheck,
 }
 
 /// One version of a portal's upload rule, as stored in `portal_schemas`: a [`RuleSpec`] with

@@ -8,6 +8,8 @@
 //! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
 //! thread the job runs on (see [`StageClock`]).
 
+pub mod check;
+pub mod clean;
 pub mod decode;
 pub mod enhance;
 mod error;
@@ -264,7 +266,16 @@ fn process_on_this_thread(
         );
     }
     let image = image::DynamicImage::ImageRgb8(image);
-    let fitted = clock.stage("schema", || fit::fit(&image, rule))?;
+    let fitted = clock.stage("schema", || {
+        // Ink on paper (signatures, thumbs, declarations) is cleaned and cropped to the writing
+        // as part of fitting it, as a photo is cropped around its subject; OCR read it as sent.
+        if rule.kind == DocumentKind::Signature {
+            let cleaned = clean::clean_ink_for(&image.to_rgb8(), tw, th);
+            fit::fit(&image::DynamicImage::ImageRgb8(cleaned), rule)
+        } else {
+            fit::fit(&image, rule)
+        }
+    })?;
     let quality_warning = quality.warning();
     Ok(Processed {
         bytes: fitted.bytes,

@@ -136,6 +136,7 @@ struct StoredRule {
     spec: RuleSpec,
     source_url: Option<String>,
     source_checked_on: Option<NaiveDate>,
+    source_portal_values: Option<Vec<String>>,
 }
 
 impl From<&RuleFile> for StoredRule {
@@ -144,6 +145,14 @@ impl From<&RuleFile> for StoredRule {
             spec: f.spec.clone(),
             source_url: Some(f.source.url.clone()),
             source_checked_on: Some(f.source.checked),
+            // Stored in the canonical order, so the file's order alone makes no new version.
+            source_portal_values: Some(
+                f.source
+                    .portal_values()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
         }
     }
 }
@@ -173,7 +182,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
             "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                    filename_pattern, background, source_url, source_checked_on \
+                    filename_pattern, background, text_check, source_url, source_checked_on, \
+                    source_portal_values \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
         .bind(&file.spec.slug)
@@ -190,9 +200,10 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let (id, version): (uuid::Uuid, i32) = sqlx::query_as(
             "INSERT INTO portal_schemas \
                  (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                  filename_pattern, background, source_url, source_checked_on, active) \
+                  filename_pattern, background, source_url, source_checked_on, \
+                  source_portal_values, text_check, active) \
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                    $11, $12, $13, TRUE \
+                    $11, $12, $13, $14, $15, TRUE \
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
@@ -209,6 +220,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         .bind(&wanted.spec.background)
         .bind(&wanted.source_url)
         .bind(wanted.source_checked_on)
+        .bind(&wanted.source_portal_values)
+        .bind(wanted.spec.text_check)
         .fetch_one(&mut *tx)
         .await?;
         tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
@@ -266,7 +279,7 @@ fn transient_sqlstate(code: &str) -> bool {
 
 /// The columns a [`PortalRule`] is read from, in `portal_schemas`.
 pub const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
-                              max_kb, filename_pattern, background";
+                              max_kb, filename_pattern, background, text_check";
 
 /// The active version of a portal rule.
 pub async fn active_portal<'e, E>(executor: E, slug: &str) -> Result<Option<PortalRule>>
@@ -310,14 +323,17 @@ pub struct SourcedPortalRule {
     pub rule: PortalRule,
     pub source_url: Option<String>,
     pub source_checked_on: Option<NaiveDate>,
+    /// Which values the portal states (the rest are ours); `None` on rows loaded before
+    /// provenance was recorded.
+    pub source_portal_values: Option<Vec<String>>,
 }
 
 /// All active portal rules with their sources, by slug.
 pub async fn active_portals_with_sources(pool: &PgPool) -> Result<Vec<SourcedPortalRule>> {
     Ok(
         sqlx::query_as::<_, SourcedPortalRule>(sqlx::AssertSqlSafe(format!(
-            "SELECT {PORTAL_COLUMNS}, source_url, source_checked_on FROM portal_schemas \
-         WHERE active ORDER BY slug"
+            "SELECT {PORTAL_COLUMNS}, source_url, source_checked_on, source_portal_values \
+             FROM portal_schemas WHERE active ORDER BY slug"
         )))
         .fetch_all(pool)
         .await?,

@@ -32,6 +32,38 @@ pub struct Source {
     /// Further public pages that corroborate the values, or disagree and say how (file only).
     #[serde(default)]
     pub also: Vec<String>,
+    /// Which of the rule's values ([`VALUE_KEYS`]) the portal itself states; the others are
+    /// ours, chosen where the portal states none (stored as `source_portal_values`).
+    pub portal_values: Vec<String>,
+}
+
+/// The keys of a rule's values a portal may or may not state, in file order.
+pub const VALUE_KEYS: [&str; 7] = [
+    "width",
+    "height",
+    "dpi",
+    "format",
+    "min_kb",
+    "max_kb",
+    "background",
+];
+
+impl Source {
+    /// The values the portal states, in [`VALUE_KEYS`] order.
+    pub fn portal_values(&self) -> Vec<&'static str> {
+        VALUE_KEYS
+            .into_iter()
+            .filter(|k| self.portal_values.iter().any(|v| v == k))
+            .collect()
+    }
+
+    /// The values that are ours (the portal states none), in [`VALUE_KEYS`] order.
+    pub fn our_values(&self) -> Vec<&'static str> {
+        VALUE_KEYS
+            .into_iter()
+            .filter(|k| !self.portal_values.iter().any(|v| v == k))
+            .collect()
+    }
 }
 
 /// A TOML local date (`checked = 2026-11-29`): not a string, and no time or offset.
@@ -124,6 +156,16 @@ impl RuleFile {
                 spec.min_kb, spec.max_kb
             ));
         }
+        for (i, key) in self.source.portal_values.iter().enumerate() {
+            if !VALUE_KEYS.contains(&key.as_str()) {
+                return Err(format!(
+                    "portal_values names {key:?}, not one of {VALUE_KEYS:?}"
+                ));
+            }
+            if self.source.portal_values[..i].contains(key) {
+                return Err(format!("portal_values names {key:?} twice"));
+            }
+        }
         for url in std::iter::once(&self.source.url).chain(&self.source.also) {
             if !url.starts_with("https://") || url.contains(char::is_whitespace) {
                 return Err(format!("{url:?} is not a public https:// address"));
@@ -154,11 +196,14 @@ pub fn files() -> Result<Vec<RuleFile>> {
 /// stable within a build and the version is 0; the database assigns both (see
 /// [`crate::db::load_portal_rules`]).
 pub fn builtin() -> Result<Vec<PortalRule>> {
-    Ok(files()?
+    let mut rules: Vec<PortalRule> = files()?
         .iter()
         .enumerate()
         .map(|(i, f)| f.to_rule(Uuid::from_u128(i as u128 + 1), 0))
-        .collect())
+        .collect();
+    // File-name order is not slug order where one slug extends another ('-' sorts before '.').
+    rules.sort_by(|a, b| a.slug.cmp(&b.slug));
+    Ok(rules)
 }
 
 /// The built-in rule for `slug`.
@@ -321,6 +366,13 @@ mod tests {
         ]
     };
 
+    /// The rules added since, each with its own values and source.
+    const ADDED: [&str; 3] = [
+        "ibps-2026-declaration",
+        "ibps-2026-thumb",
+        "neet-ug-2026-photo-postcard",
+    ];
+
     const VALID: &str = r#"
 slug = "x-photo"
 name = "X"
@@ -337,6 +389,7 @@ background = "white"
 [source]
 url = "https://example.org/x"
 checked = 2026-11-29
+portal_values = ["format", "max_kb"]
 "#;
 
     #[test]
@@ -356,7 +409,7 @@ checked = 2026-11-29
     fn the_files_hold_the_rule_set_the_binary_had_before() -> Result<()> {
         let files = files()?;
         let mut slugs: Vec<&str> = files.iter().map(|f| f.spec.slug.as_str()).collect();
-        let mut before: Vec<&str> = BEFORE.iter().map(|b| b.0).collect();
+        let mut before: Vec<&str> = BEFORE.iter().map(|b| b.0).chain(ADDED).collect();
         slugs.sort_unstable();
         before.sort_unstable();
         assert_eq!(slugs, before);
@@ -389,7 +442,7 @@ checked = 2026-11-29
     #[test]
     fn builtin_and_find_serve_the_files() -> Result<()> {
         let rules = builtin()?;
-        assert_eq!(rules.len(), BEFORE.len());
+        assert_eq!(rules.len(), BEFORE.len() + ADDED.len());
         assert!(rules.windows(2).all(|w| w[0].slug < w[1].slug));
         let neet = find("neet-ug-2026-photo")?.ok_or_else(|| Error::Config("neet".into()))?;
         assert_eq!(
@@ -413,6 +466,11 @@ checked = 2026-11-29
             NaiveDate::from_ymd_opt(2026, 11, 29)
         );
         assert!(f.source.also.is_empty());
+        assert_eq!(f.source.portal_values(), ["format", "max_kb"]);
+        assert_eq!(
+            f.source.our_values(),
+            ["width", "height", "dpi", "min_kb", "background"]
+        );
         Ok(())
     }
 
@@ -460,6 +518,13 @@ checked = 2026-11-29
                 "x-photo.toml",
                 VALID.replace("https://example", "ftp://example"),
             ),
+            // Provenance: missing, naming no value, or a value twice.
+            (
+                "x-photo.toml",
+                VALID.replace("portal_values = [\"format\", \"max_kb\"]\n", ""),
+            ),
+            ("x-photo.toml", VALID.replace("\"max_kb\"]", "\"pixels\"]")),
+            ("x-photo.toml", VALID.replace("\"max_kb\"]", "\"format\"]")),
         ];
         for (file, text) in cases {
             match RuleFile::parse(file, &text) {

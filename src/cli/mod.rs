@@ -1,6 +1,7 @@
 //! Subcommands. `dev` is the embedded default; `api`, `worker` and `migrate` are for production;
 //! `token` and `submit` are for clients.
 
+mod check;
 mod dev;
 mod ocr;
 mod process;
@@ -49,6 +50,9 @@ enum Command {
     Submit(submit::SubmitArgs),
     /// Run the pipeline locally on one file (no database, no server).
     Process(process::ProcessArgs),
+    /// Check a file as it is against a portal rule and explain each requirement (exit code 0
+    /// compliant, 1 not compliant, 2 unreadable).
+    Check(check::CheckArgs),
     /// Read the text of one image with the OCR engine.
     Ocr(ocr::OcrArgs),
     /// Run the HTTP API.
@@ -111,6 +115,7 @@ impl Cli {
             Command::Token(a) => a.log.settings(),
             Command::Submit(a) => a.log.settings(),
             Command::Process(a) => a.log.settings(),
+            Command::Check(a) => a.log.settings(),
             Command::Ocr(a) => a.log.settings(),
             Command::Api(a) => a.service.log.settings(),
             Command::Worker(a) => a.service.log.settings(),
@@ -230,6 +235,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Submit(args) => submit::run(args).await,
         Command::Process(args) => tokio::task::spawn_blocking(move || process::run(args)).await?,
+        Command::Check(args) => tokio::task::spawn_blocking(move || check::run(args)).await?,
         Command::Ocr(args) => tokio::task::spawn_blocking(move || ocr::run(args)).await?,
         Command::Api(args) => serve::api(args).await,
         Command::Worker(args) => serve::worker(args).await,

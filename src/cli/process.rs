@@ -37,23 +37,11 @@ pub struct ProcessArgs {
 }
 
 pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
-    let rules = rythmiq_shared::portals::builtin()?;
     if args.list_portals {
-        for r in &rules {
-            println!(
-                "{:<26} {:>4}x{:<4} {:>3} dpi {:<4} {}-{} KB  {}",
-                r.slug,
-                r.width,
-                r.height,
-                r.dpi,
-                r.format.extension(),
-                r.min_kb,
-                r.max_kb,
-                r.name
-            );
-        }
+        list_portals()?;
         return Ok(ExitCode::SUCCESS);
     }
+    let rules = rythmiq_shared::portals::builtin()?;
     let (Some(input), Some(slug), Some(out)) = (args.input, args.portal, args.out) else {
         anyhow::bail!("INPUT, --portal and --out are required");
     };
@@ -90,6 +78,43 @@ pub fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         Err(e) => Err((e.code().as_str(), e.to_string())),
     };
     Ok(report(args.json, &slug, result))
+}
+
+/// Prints every compiled-in rule: its values, then where they come from (the public page, the
+/// day they were checked against it, and which values are the portal's and which ours).
+pub fn list_portals() -> anyhow::Result<()> {
+    for f in rythmiq_shared::portals::files()? {
+        let r = &f.spec;
+        println!(
+            "{:<28} {:>4}x{:<4} {:>3} dpi {:<4} {}-{} KB  {}",
+            r.slug,
+            r.width,
+            r.height,
+            r.dpi,
+            r.format.extension(),
+            r.min_kb,
+            r.max_kb,
+            r.name
+        );
+        println!(
+            "{:<28} source: {} (checked {})",
+            "", f.source.url, f.source.checked
+        );
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!(
+            "{:<28} the portal's: {}; ours: {}",
+            "",
+            list(&f.source.portal_values()),
+            list(&f.source.our_values())
+        );
+    }
+    Ok(())
 }
 
 fn report(

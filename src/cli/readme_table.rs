@@ -26,7 +26,7 @@ const README: &str = include_str!("../../README.md");
 /// The long-running services, which log JSON by default.
 const SERVICES: [&str; 3] = ["api", "worker", "migrate"];
 /// Commands whose output is their result, which log only trouble by default.
-const ONE_SHOT: [&str; 4] = ["token", "submit", "process", "ocr"];
+const ONE_SHOT: [&str; 5] = ["token", "submit", "process", "check", "ocr"];
 
 /// Variable → subcommand → its default (`None`: no default), as clap declares them.
 fn declared() -> BTreeMap<String, BTreeMap<String, Option<String>>> {

@@ -103,7 +103,11 @@ pub struct OcrInfo {
                "filename": "neet-ug-2026-photo.jpg"},
     "download_url": "/v1/download/0f8e3a52-4c1d-4b8e-9a57-3d2f6c1b7e90?exp=1777716000&sig=…",
     "ocr": {"confidence": 0.91, "lines": 0, "chars": 0, "rolled_back": false},
-    "warnings": [], "correlation_id": "c0ffee-42",
+    "warnings": [],
+    "report": {"portal": "neet-ug-2026-photo", "compliant": true, "checks": [
+        {"rule": "size", "passed": true, "expected": "10–100 KB (10240–100000 bytes)",
+         "found": "24 KB (24817 bytes)", "message": "24 KB, inside the 10–100 KB window"}]},
+    "correlation_id": "c0ffee-42",
     "created_at": "2026-05-01T10:00:00Z", "started_at": "2026-05-01T10:00:00.2Z",
     "finished_at": "2026-05-01T10:00:01.1Z"}))]
 pub struct JobView {
@@ -121,6 +125,10 @@ pub struct JobView {
     pub download_url: Option<String>,
     pub ocr: Option<OcrInfo>,
     pub warnings: serde_json::Value,
+    /// The output checked against its rule, one line per requirement; `null` until the job is
+    /// completed.
+    #[schema(value_type = Option<crate::openapi::CheckReport>)]
+    pub report: Option<serde_json::Value>,
     pub correlation_id: String,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -141,6 +149,7 @@ struct JobRow {
     output: OutputColumns,
     warnings: serde_json::Value,
     ocr: Option<sqlx::types::Json<OcrInfo>>,
+    report: Option<serde_json::Value>,
     output_deleted_at: Option<DateTime<Utc>>,
     correlation_id: String,
     request_fingerprint: String,
@@ -164,6 +173,7 @@ impl From<JobRow> for JobView {
             download_url: None,
             ocr: r.ocr.map(|j| j.0),
             warnings: r.warnings,
+            report: r.report.filter(|_| r.state == JobState::Completed),
             correlation_id: r.correlation_id,
             created_at: r.created_at,
             started_at: r.started_at,
@@ -175,7 +185,7 @@ impl From<JobRow> for JobView {
 const SELECT_JOB: &str = "SELECT j.id, j.state, p.slug, j.portal_schema_version, j.error_code,
         j.error_message, j.attempts, j.output_key, j.output_bytes, j.output_width,
         j.output_height, j.output_dpi, j.output_format, j.output_filename, j.warnings, j.ocr,
-        j.output_deleted_at,
+        j.report, j.output_deleted_at,
         j.correlation_id, j.request_fingerprint, j.created_at, j.started_at, j.finished_at
     FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id";
 
@@ -217,13 +227,16 @@ where
     Ok(row)
 }
 
-struct Upload {
-    file: Bytes,
-    filename: String,
-    portal: String,
+pub(crate) struct Upload {
+    pub(crate) file: Bytes,
+    pub(crate) filename: String,
+    pub(crate) portal: String,
 }
 
-async fn read_upload(mut form: axum::extract::Multipart, limit: usize) -> Result<Upload, ApiError> {
+pub(crate) async fn read_upload(
+    mut form: axum::extract::Multipart,
+    limit: usize,
+) -> Result<Upload, ApiError> {
     let too_large = |e: ApiError| match e {
         ApiError::PayloadTooLarge { .. } => ApiError::PayloadTooLarge { limit },
         e => e,

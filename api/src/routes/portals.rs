@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use rythmiq_shared::db;
 use rythmiq_shared::domain::{DocumentKind, OutputFormat};
+use rythmiq_shared::portals::VALUE_KEYS;
 use serde::Serialize;
 
 use crate::AppState;
@@ -29,6 +30,13 @@ pub struct PortalView {
     pub source_url: Option<String>,
     /// When they were last checked against it (`YYYY-MM-DD`).
     pub source_checked_on: Option<chrono::NaiveDate>,
+    /// The values the portal itself states (of `width`, `height`, `dpi`, `format`, `min_kb`,
+    /// `max_kb`, `background`); `null` when not recorded.
+    #[schema(example = json!(["format", "min_kb", "background"]))]
+    pub portal_values: Option<Vec<String>>,
+    /// The values that are ours, chosen where the portal states none; `null` when not recorded.
+    #[schema(example = json!(["width", "height", "dpi", "max_kb"]))]
+    pub our_values: Option<Vec<String>>,
 }
 
 /// List the portal rules jobs can be created for.
@@ -44,6 +52,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PortalView>>
                      rule: r,
                      source_url,
                      source_checked_on,
+                     source_portal_values,
                  }| PortalView {
                     slug: r.spec.slug,
                     version: r.version,
@@ -58,6 +67,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<PortalView>>
                     background: r.spec.background,
                     source_url,
                     source_checked_on,
+                    our_values: source_portal_values.as_ref().map(|p| {
+                        VALUE_KEYS
+                            .iter()
+                            .filter(|k| !p.iter().any(|v| v == *k))
+                            .map(|k| (*k).to_owned())
+                            .collect()
+                    }),
+                    portal_values: source_portal_values,
                 },
             )
             .collect(),

@@ -300,7 +300,7 @@ pub(super) fn pad_jpeg(jpeg: &[u8], extra: u64) -> Result<Vec<u8>, FitError> {
 }
 
 /// Locate the APP0 JFIF segment directly after SOI: (payload start, segment end).
-pub(super) fn jfif_segment(jpeg: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn jfif_segment(jpeg: &[u8]) -> Option<(usize, usize)> {
     if jpeg.get(..4)? != [0xFF, 0xD8, 0xFF, 0xE0] {
         return None;
     }

@@ -28,6 +28,10 @@ use png::fit_png;
 use resize::resize_to_target;
 use rules::Target;
 pub use verify::verify;
+// The check report reads files the way verification does (one definition of each requirement).
+pub(crate) use jpeg::jfif_segment;
+pub(crate) use png::{PNG_MAGIC, ppm_to_dpi};
+pub(crate) use verify::{find, sniff};
 
 /// A file that satisfies a portal rule, ready to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use rythmiq_domain::DocumentKind;
 
 use super::{FitError, PADDING_NOTE, Target, len_u64};
 
-pub(super) const PNG_MAGIC: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
+pub(crate) const PNG_MAGIC: &[u8; 8] = b"\x89PNG\r\n\x1a\n";
 
 pub(super) fn fit_png(
     pixels: &RgbImage,
@@ -123,6 +123,6 @@ pub(super) fn dpi_to_ppm(dpi: u16) -> u32 {
 }
 
 /// DPI for a pixels-per-metre value, rounded (inverse of [`dpi_to_ppm`]).
-pub(super) fn ppm_to_dpi(ppm: u32) -> u64 {
+pub(crate) fn ppm_to_dpi(ppm: u32) -> u64 {
     (u64::from(ppm) * 254 + 5_000) / 10_000
 }

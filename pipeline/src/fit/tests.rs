@@ -35,6 +35,7 @@ fn rule(
             max_kb,
             filename_pattern: "{slug}_{kind}_{job_id}".to_owned(),
             background: "any".to_owned(),
+            text_check: Default::default(),
         },
     }
 }

@@ -37,7 +37,7 @@ pub fn verify(bytes: &[u8], rule: &PortalRule) -> Result<(), FitError> {
     }
 }
 
-pub(super) fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
+pub(crate) fn sniff(bytes: &[u8]) -> Option<OutputFormat> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Some(OutputFormat::Jpeg)
     } else if bytes.starts_with(PNG_MAGIC) {
@@ -225,7 +225,7 @@ pub(super) fn check_pixels(
     Ok(())
 }
 
-pub(super) fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     haystack
         .get(from..)?
         .windows(needle.len())

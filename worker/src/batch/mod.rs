@@ -83,6 +83,8 @@ pub struct ManifestEntry {
     pub sha256: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The file checked against its rule, as `GET /v1/jobs/{id}` gives it (completed files).
+    pub report: Option<serde_json::Value>,
 }
 
 /// What happened to a batch a caller tried to package.
@@ -354,6 +356,7 @@ fn plan(
             sha256: None,
             error_code: job.error_code.clone(),
             error_message: job.error_message.clone(),
+            report: None,
         };
         match got {
             Some(Collected::File(bytes)) => {
@@ -375,6 +378,7 @@ fn plan(
                 entry.sha256 = Some(hex::encode(Sha256::digest(&bytes)));
                 entry.error_code = None;
                 entry.error_message = None;
+                entry.report = job.report.clone();
                 files.push((name, bytes));
             }
             Some(Collected::Missing(why)) => {
@@ -531,6 +535,7 @@ mod tests {
             output_height: Some(230),
             output_dpi: Some(200),
             output_deleted_at: None,
+            report: None,
         }
     }
 

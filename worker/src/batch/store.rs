@@ -42,6 +42,8 @@ pub struct PackJob {
     pub output_height: Option<i32>,
     pub output_dpi: Option<i32>,
     pub output_deleted_at: Option<DateTime<Utc>>,
+    /// The output's check report (`jobs.report`).
+    pub report: Option<serde_json::Value>,
 }
 
 /// How a packaging run ended, as recorded on the batch.
@@ -94,7 +96,7 @@ pub async fn jobs(conn: &mut PgConnection, batch: Uuid) -> Result<Vec<PackJob>, 
     sqlx::query_as::<_, PackJob>(
         "SELECT j.id, j.batch_index, p.slug, j.portal_schema_version, j.upload_filename, j.state,
                 j.error_code, j.error_message, j.output_key, j.output_filename, j.output_format,
-                j.output_width, j.output_height, j.output_dpi, j.output_deleted_at
+                j.output_width, j.output_height, j.output_dpi, j.output_deleted_at, j.report
          FROM jobs j JOIN portal_schemas p ON p.id = j.portal_schema_id
          WHERE j.batch_id = $1 ORDER BY j.batch_index",
     )

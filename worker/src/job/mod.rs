@@ -7,6 +7,7 @@ pub mod upload;
 
 use std::time::Instant;
 
+use rythmiq_pipeline::check::{self, Report};
 use rythmiq_pipeline::decode::DecodeLimits;
 use rythmiq_pipeline::{Processed, StageTiming, fit, log_stage, ocr, process_image, stage_span};
 use rythmiq_shared::domain::PortalRule;
@@ -54,6 +55,8 @@ pub struct JobOutput {
     /// Where a document's recognised text is stored (JSON next to the output).
     pub ocr_text_key: Option<String>,
     pub processed: Processed,
+    /// The output checked against its rule (`None` if it could not be read back).
+    pub report: Option<Report>,
 }
 
 /// The pipeline and what it shares across jobs: storage, limits and the OCR engine, loaded
@@ -84,13 +87,26 @@ impl Pipeline {
         let ocr = self.ocr.clone();
         // The blocking thread continues the job's span, so its stages nest under the job.
         let parent = tracing::Span::current();
-        let mut processed = tokio::task::spawn_blocking(move || {
-            parent.in_scope(|| process_image(&input, &rule, &limits, Some(&ocr)))
+        let filename = fit::output_filename(&job.rule, job.job_id);
+        let name = filename.clone();
+        let (mut processed, report) = tokio::task::spawn_blocking(move || {
+            parent.in_scope(|| {
+                let processed = process_image(&input, &rule, &limits, Some(&ocr))?;
+                // The output held against its rule as a student's own file would be: the same
+                // report `rythmiq check` and `POST /v1/checks` give.
+                let report = match check::check(&processed.bytes, Some(&name), &rule, Some(&ocr)) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the output could not be checked");
+                        None
+                    }
+                };
+                Ok::<_, rythmiq_pipeline::Error>((processed, report))
+            })
         })
         .await
         .map_err(|e| JobError::internal("image stage panicked", e))??;
 
-        let filename = fit::output_filename(&job.rule, job.job_id);
         let page = processed.ocr.as_ref().and_then(|r| r.page.as_ref());
         let ((key, ocr_text_key), upload_timing) = io_stage("upload", async {
             let key =
@@ -115,6 +131,7 @@ impl Pipeline {
             bytes: processed.bytes.len() as u64,
             ocr_text_key,
             processed,
+            report,
         })
     }
 }

@@ -40,7 +40,7 @@ pub async fn complete(
              UPDATE jobs SET state = 'completed', output_key = $5, output_bytes = $6,
                     output_width = $7, output_height = $8, output_dpi = $9, output_format = $10,
                     output_filename = $11, warnings = $12, ocr = $13, error_code = NULL,
-                    error_message = NULL, finished_at = now(), updated_at = now()
+                    error_message = NULL, report = $32, finished_at = now(), updated_at = now()
              WHERE id = $4 AND EXISTS (SELECT 1 FROM task)
              RETURNING id, user_id, portal_schema_id, input_bytes
          ), document AS (
@@ -95,6 +95,7 @@ pub async fn complete(
     .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
     .bind(p.enhancement.is_none())
     .bind(cost.startup_cpu_seconds)
+    .bind(out.report.as_ref().map(sqlx::types::Json))
     .fetch_one(pool)
     .await?;
     Ok(finished == 1)
