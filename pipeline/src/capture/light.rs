@@ -11,7 +11,7 @@ use imageproc::morphology::{Mask, grayscale_dilate};
 
 /// Thumbnail longer side for the background estimate: shadows and casts vary over hundreds of
 /// pixels, text over a few.
-const BACKGROUND_SIDE: u32 = 96;
+const BACKGROUND_SIDE: u32 = 160;
 
 /// Paper comes out at this level (not 255: a little headroom keeps faint paper texture from
 /// clipping into blotches).
@@ -33,7 +33,7 @@ pub fn normalise(img: &RgbImage) -> (RgbImage, f32) {
     // Each channel: dilate (a maximum filter: the paper around the text), then smooth.
     let mut channels = [0usize, 1, 2].map(|c| {
         let plane = GrayImage::from_fn(tw, th, |x, y| Luma([small.get_pixel(x, y)[c]]));
-        let paper = grayscale_dilate(&plane, &Mask::square(2));
+        let paper = grayscale_dilate(&plane, &Mask::square(3));
         imageproc::filter::gaussian_blur_f32(&paper, 2.0)
     });
     let (mut lo, mut hi) = (255u8, 0u8);
