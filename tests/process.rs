@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use common::{photo_jpeg, shared_tempdir, write_file};
 
+#[path = "../ocr/tests/support/capture.rs"]
+mod capture;
 #[path = "../ocr/tests/support/render.rs"]
 mod render;
 use serde_json::Value;
@@ -153,6 +155,25 @@ fn a_document_is_read_and_its_text_stored_next_to_the_output() -> Result<()> {
     for word in ["CERTIFICATE", "Priya Sharma", "ABX-2291-KL", "January 2024"] {
         assert!(read.contains(word), "{word} not in {read:?}");
     }
+    Ok(())
+}
+
+#[test]
+fn a_phone_capture_of_a_document_is_flattened_and_read_in_full() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let lines = capture::document_lines(3);
+    let shot = capture::capture(&capture::document_page(&lines), &capture::Spec::phone());
+    let input = write_file(dir.path(), "capture.jpg", &shot.jpeg)?;
+    let out = dir.path().join("capture.pdf");
+    let (ok, v) = process(&input, "aadhaar-update-document", &out)?;
+    assert!(ok, "{v}");
+    assert_eq!(v["capture"]["outcome"], "page", "{v}");
+    assert!(stage_names(&v).contains(&"capture"), "{v}");
+    let text: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("capture.pdf.ocr.json"))?)?;
+    let read = text["text"].as_str().unwrap_or_default();
+    let (recall, missing) = capture::line_recall(&lines, read, 0.1);
+    assert!(recall == 1.0, "missing {missing:?} in {read:?}");
     Ok(())
 }
 

@@ -137,6 +137,13 @@ pub struct OcrOptions {
     /// detector at their own size. The longer side stays within
     /// `2 * det_max_side`.
     pub det_min_side: u32,
+    /// A large image (longer side above `det_max_side`) whose first detection finds text too
+    /// small to separate at that size (lines under [`SMALL_TEXT_PX`] high, or a block where
+    /// several lines ran together) is detected again with its longer side at most this many
+    /// pixels (0: never). A 12 MP phone capture of a page with 10-pt print has lines 7 px high
+    /// at 960 px, which the detector merges into one blob; the second pass costs only on such
+    /// images.
+    pub det_refine_max_side: u32,
     /// Detect pages turned 90°, 180° or 270° and read them upright.
     pub detect_orientation: bool,
     /// Flip the lines the 180° classifier marks (with at least
@@ -147,8 +154,8 @@ pub struct OcrOptions {
     /// Probability the classifier must give "180°" before a single line is
     /// flipped against the page's orientation (PP-OCR's `cls_thresh`).
     pub flip_threshold: f32,
-    /// Lines recognised with less confidence are dropped as noise
-    /// (PP-OCR's `drop_score`).
+    /// Lines recognised with less confidence are not taken as text (PP-OCR's `drop_score`);
+    /// they are listed in [`PageText::unreadable`], never dropped without trace.
     pub min_line_confidence: f32,
     /// Recognise only this many of the detected lines, the widest (`None`: all of them). A
     /// sample of a page's longest lines is enough to compare two versions of it (the rollback
@@ -166,6 +173,7 @@ impl Default for OcrOptions {
         Self {
             det_max_side: 960,
             det_min_side: 736,
+            det_refine_max_side: 2880,
             detect_orientation: true,
             classify_lines: true,
             flip_threshold: 0.9,
@@ -183,6 +191,7 @@ impl OcrOptions {
         Self {
             det_max_side: 320,
             det_min_side: 0,
+            det_refine_max_side: 0,
             detect_orientation: false,
             classify_lines: false,
             ..Self::default()
@@ -218,6 +227,10 @@ pub struct PageText {
     pub rotation: u32,
     /// The recognised lines in reading order.
     pub lines: Vec<Line>,
+    /// Text lines the detector found that the recogniser could not read (below
+    /// [`OcrOptions::min_line_confidence`], or nothing recognised), top to bottom: they are not
+    /// in `text`, and a caller can tell the user how much of the page went unread.
+    pub unreadable: Vec<Unreadable>,
 }
 
 impl PageText {
@@ -239,8 +252,28 @@ pub struct Line {
     pub bbox: [[f32; 2]; 4],
 }
 
+/// A detected text line the recogniser could not read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unreadable {
+    /// The recogniser's confidence in its best reading (0 when it read nothing).
+    pub confidence: f32,
+    /// Corners `[x, y]`: top-left, top-right, bottom-right, bottom-left.
+    #[serde(rename = "box")]
+    pub bbox: [[f32; 2]; 4],
+}
+
+/// Line boxes lower than this, in pixels of the detector's input (a box is ~1.6 × the font's
+/// size after DB's unclip), are too coarse: at 12–14 px a 4000 × 3000 capture's boxes miss or
+/// overlap the lines by a few frame pixels and lose a third of the characters; scanned pages
+/// at 960 px have boxes of 18 px and more.
+pub const SMALL_TEXT_PX: f32 = 16.0;
+
+/// Line-box height the refined detection aims for, in pixels of its input.
+const REFINED_TEXT_PX: f32 = 24.0;
+
 /// The JSON form printed by `rythmiq ocr --json`:
-/// `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
+/// `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}],
+/// "unreadable": [{"confidence", "box"}]}`.
 pub fn to_json(page: &PageText) -> serde_json::Value {
     serde_json::to_value(page).unwrap_or(serde_json::Value::Null)
 }
@@ -488,6 +521,9 @@ impl OcrEngine {
             rotation = 90;
         }
         let page = rotated.as_ref().unwrap_or(img);
+        if let Some(side) = refined_side(&quads, page, max_side, opts.det_refine_max_side) {
+            quads = self.detect(page, side, 0, opts.deadline)?;
+        }
         if let Some(n) = opts.max_lines.filter(|&n| quads.len() > n) {
             // The widest lines in characters (length over height), which carry most of the text.
             quads.sort_by(|a, b| line_length(b).total_cmp(&line_length(a)));
@@ -583,12 +619,19 @@ impl OcrEngine {
             }
         }
         let mut lines: Vec<(geom::Quad, String, f32)> = Vec::new();
+        let mut unreadable = Vec::new();
         for (q, (text, conf)) in quads.into_iter().zip(read) {
             let text = text.trim().to_string();
             if !text.is_empty() && conf >= opts.min_line_confidence {
                 lines.push((q, text, conf));
+            } else {
+                unreadable.push(Unreadable {
+                    confidence: if text.is_empty() { 0.0 } else { conf },
+                    bbox: q,
+                });
             }
         }
+        unreadable.sort_by(|a, b| a.bbox[0][1].total_cmp(&b.bbox[0][1]));
         let quads: Vec<geom::Quad> = lines.iter().map(|l| l.0).collect();
         let rows = geom::reading_order(&quads);
         let mut page_lines = Vec::with_capacity(lines.len());
@@ -617,8 +660,56 @@ impl OcrEngine {
             confidence: if wsum > 0.0 { csum / wsum } else { 0.0 },
             rotation,
             lines: page_lines,
+            unreadable,
         })
     }
+}
+
+/// The longer side for a second, finer detection of `page`, when its first detection (at
+/// `max_side`) shows text too small to separate: lines under [`SMALL_TEXT_PX`] high at the
+/// detector's input, or a block — a box several lines high and not much wider than high — where
+/// lines ran together. Aims at [`REFINED_TEXT_PX`]-high lines, within `refine_max_side` and the
+/// image's own size. `None` when the first pass was fine, or the image was not scaled down.
+fn refined_side(
+    quads: &[geom::Quad],
+    page: &RgbImage,
+    max_side: u32,
+    refine_max_side: u32,
+) -> Option<u32> {
+    let long = page.width().max(page.height());
+    if refine_max_side <= max_side || long <= max_side || quads.is_empty() {
+        return None;
+    }
+    let scale = max_side as f32 / long as f32;
+    let mut heights: Vec<f32> = quads
+        .iter()
+        .map(|q| {
+            let (w, h) = geom::crop_size(q);
+            w.min(h) * scale
+        })
+        .collect();
+    heights.sort_by(f32::total_cmp);
+    let median = heights[heights.len() / 2];
+    // A block: more than two small lines high, less than four times as wide as high (a
+    // heading that tall is a few letters, which reads as well at the finer size anyway).
+    let merged = quads.iter().any(|q| {
+        let (w, h) = geom::crop_size(q);
+        let (short, longer) = (w.min(h) * scale, w.max(h) * scale);
+        short > 2.5 * SMALL_TEXT_PX && longer < 4.0 * short
+    });
+    let factor = if median < SMALL_TEXT_PX {
+        REFINED_TEXT_PX / median.max(1.0)
+    } else if merged {
+        // The blob hides the lines' height: assume about half of what the first pass can
+        // separate and aim for REFINED_TEXT_PX.
+        2.0 * REFINED_TEXT_PX / SMALL_TEXT_PX
+    } else {
+        return None;
+    };
+    let side = ((max_side as f32 * factor) as u32)
+        .min(refine_max_side)
+        .min(long);
+    (side > max_side).then_some(side)
 }
 
 /// A line's length in units of its height: how many characters it can hold.
@@ -750,8 +841,13 @@ mod api_tests {
                 confidence: 0.5,
                 bbox: [[0.0, 0.0]; 4],
             }],
+            unreadable: vec![Unreadable {
+                confidence: 0.2,
+                bbox: [[0.0, 0.0]; 4],
+            }],
         };
         let v = to_json(&page);
         assert!(v["lines"][0]["box"].is_array() && v["rotation"] == 0);
+        assert!(v["unreadable"][0]["confidence"].is_number());
     }
 }

@@ -1,4 +1,5 @@
-//! Rythmiq's image pipeline, the CPU part of a job: decode → QUALITY → PRE-OCR → ENHANCE and OCR
+//! Rythmiq's image pipeline, the CPU part of a job: decode → CAPTURE (documents: the page found,
+//! flattened and evenly lit, see [`capture`]) → QUALITY → PRE-OCR → ENHANCE and OCR
 //! with rollback (standard path only) → full OCR for documents → SCHEMA fit (with verification).
 //! A document on the fast path skips PRE-OCR: its full read is its baseline (see [`ocr`]).
 //! No I/O: the worker fetches the upload before and stores the result after.
@@ -8,6 +9,7 @@
 //! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
 //! thread the job runs on (see [`StageClock`]).
 
+pub mod capture;
 pub mod check;
 pub mod clean;
 pub mod decode;
@@ -129,6 +131,8 @@ pub struct Processed {
     pub dpi: u32,
     pub format: OutputFormat,
     pub warnings: Vec<String>,
+    /// What CAPTURE did (documents only).
+    pub capture: Option<capture::CaptureReport>,
     pub stages: Vec<StageTiming>,
     /// What OCR read; `None` only when the caller ran the image stages alone.
     pub ocr: Option<ocr::OcrReport>,
@@ -174,9 +178,16 @@ fn process_on_this_thread(
         let _entered = span.enter();
         // Large JPEGs decode at a DCT scale that still covers the target (and OCR's needs:
         // never below the target size).
+        // A document may be a photo of a page that fills only part of the frame: decode enough
+        // for the page, once flattened, to cover the target (a page at half the frame's width).
+        let cover = if rule.kind == DocumentKind::Document {
+            2
+        } else {
+            1
+        };
         let target = decode::TargetSize {
-            width: tw,
-            height: th,
+            width: tw * cover,
+            height: th * cover,
         };
         let decoded = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
@@ -187,6 +198,15 @@ fn process_on_this_thread(
         (decoded.image, decoded.warnings)
     };
     let image = image.into_rgb8();
+    let mut capture_warnings = Vec::new();
+    let (image, capture_report) = if rule.kind == DocumentKind::Document {
+        let (page, report) = clock.stage("capture", || {
+            capture::capture(image, rule, &mut capture_warnings)
+        });
+        (page, Some(report))
+    } else {
+        (image, None)
+    };
     let quality = clock.stage("quality", || quality::assess(&image, tw, th));
     // The engine with this job's OCR time budget.
     let ocr = ocr.map(|o| (o, ocr::Budget::new(o.timeout)));
@@ -289,9 +309,11 @@ fn process_on_this_thread(
         // What decode and QUALITY noticed, then what the fit had to do.
         warnings: decode_warnings
             .into_iter()
+            .chain(capture_warnings)
             .chain(quality_warning)
             .chain(fitted.warnings)
             .collect(),
+        capture: capture_report,
         stages: clock.stages,
         ocr: ocr_report,
     })

@@ -59,6 +59,11 @@ pub struct OcrReport {
     pub confidence: f32,
     pub lines: usize,
     pub chars: usize,
+    /// Text lines found but not read (below the engine's confidence floor): never dropped
+    /// without trace.
+    pub unreadable_lines: usize,
+    /// The recogniser's confidence on each unreadable line, top to bottom.
+    pub unreadable_confidences: Vec<f32>,
     /// ENHANCE was undone because it lowered OCR confidence.
     pub rolled_back: bool,
     /// Confidence of the cheap read of the unenhanced image.
@@ -74,6 +79,8 @@ impl OcrReport {
             confidence: page.confidence,
             lines: page.lines.len(),
             chars: page.chars(),
+            unreadable_lines: page.unreadable.len(),
+            unreadable_confidences: page.unreadable.iter().map(|u| u.confidence).collect(),
             rolled_back,
             baseline_confidence: baseline,
             page: None,
@@ -194,6 +201,7 @@ mod tests {
                 confidence,
                 bbox: [[0.0, 0.0]; 4],
             }],
+            unreadable: Vec::new(),
         }
     }
 

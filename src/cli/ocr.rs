@@ -13,7 +13,8 @@ use rythmiq_shared::config::{CliLogArgs, ModelsDirArgs};
 pub struct OcrArgs {
     /// The image to read.
     image: PathBuf,
-    /// Print `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}]}`.
+    /// Print `{"text", "confidence", "rotation", "lines": [{"text", "confidence", "box"}],
+    /// "unreadable": [{"confidence", "box"}]}`.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -39,6 +40,14 @@ pub fn run(args: OcrArgs) -> anyhow::Result<ExitCode> {
         println!("{}", rythmiq_ocr::to_json(&page));
     } else {
         println!("{}", page.text);
+        // Lines found but not read are never dropped without a word.
+        if !page.unreadable.is_empty() {
+            eprintln!(
+                "{} text line(s) could not be read (confidence below {}); --json lists them",
+                page.unreadable.len(),
+                OcrOptions::default().min_line_confidence
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -140,6 +140,7 @@ fn report(
                     "dpi": p.dpi,
                     "format": p.format.extension(),
                 },
+                "capture": p.capture,
                 "stages": p.stages,
                 "ocr": p.ocr,
                 "warnings": p.warnings,

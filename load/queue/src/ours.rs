@@ -165,6 +165,7 @@ fn noop_output() -> JobOutput {
             dpi: 300,
             format: OutputFormat::Jpeg,
             warnings: Vec::new(),
+            capture: None,
             stages: Vec::new(),
             ocr: None,
         },

@@ -1,5 +1,6 @@
 //! Shared helpers for the tests and the benchmark example.
 
+pub mod capture;
 pub mod render;
 
 /// Where the models are: `$RYTHMIQ_MODELS_DIR`, else the workspace's `models/` (where
