@@ -169,6 +169,7 @@ fn noop_output() -> JobOutput {
             stages: Vec::new(),
             ocr: None,
         },
+        report: None,
     }
 }
 
