@@ -157,7 +157,7 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
             "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                    filename_pattern, background, source_url, source_checked_on \
+                    filename_pattern, background, face, source_url, source_checked_on \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
         .bind(&file.spec.slug)
@@ -174,9 +174,9 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let (id, version): (uuid::Uuid, i32) = sqlx::query_as(
             "INSERT INTO portal_schemas \
                  (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                  filename_pattern, background, source_url, source_checked_on, active) \
+                  filename_pattern, background, source_url, source_checked_on, face, active) \
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                    $11, $12, $13, TRUE \
+                    $11, $12, $13, $14, TRUE \
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
@@ -193,6 +193,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         .bind(&wanted.spec.background)
         .bind(&wanted.source_url)
         .bind(wanted.source_checked_on)
+        // SQL NULL, not JSON null, for a rule without `[face]`.
+        .bind(wanted.spec.face.map(sqlx::types::Json))
         .fetch_one(&mut *tx)
         .await?;
         tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
@@ -250,7 +252,7 @@ fn transient_sqlstate(code: &str) -> bool {
 
 /// The columns a [`PortalRule`] is read from, in `portal_schemas`.
 pub const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
-                              max_kb, filename_pattern, background";
+                              max_kb, filename_pattern, background, face";
 
 /// The active version of a portal rule.
 pub async fn active_portal<'e, E>(executor: E, slug: &str) -> Result<Option<PortalRule>>

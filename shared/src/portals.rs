@@ -124,6 +124,17 @@ impl RuleFile {
                 spec.min_kb, spec.max_kb
             ));
         }
+        if let Some(face) = &spec.face {
+            if !face.is_valid() {
+                return Err(format!(
+                    "[face] {face:?}: bands must be 0 < lowest <= highest <= 1 and the centre \
+                     tolerance below 0.5"
+                ));
+            }
+            if spec.kind != crate::domain::DocumentKind::Photo {
+                return Err("[face] is only for photo rules".to_owned());
+            }
+        }
         for url in std::iter::once(&self.source.url).chain(&self.source.also) {
             if !url.starts_with("https://") || url.contains(char::is_whitespace) {
                 return Err(format!("{url:?} is not a public https:// address"));
