@@ -54,6 +54,13 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             names.contains(&"decode") && names.contains(&"quality") && names.contains(&"schema"),
             "{names:?}"
         );
+        // Rules with a `[face]` table frame the photo (a portrait) by its face.
+        assert_eq!(
+            names.contains(&"face") && names.contains(&"frame"),
+            rule.face.is_some(),
+            "{}: {names:?}",
+            rule.slug
+        );
         // OCR is never skipped: PRE-OCR always runs, and the result says what it read.
         assert!(names.contains(&"pre_ocr"), "{names:?}");
         let conf = v["ocr"]["confidence"].as_f64().unwrap_or(-1.0);
@@ -85,6 +92,28 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             assert!(bytes.starts_with(b"%PDF-"));
         }
     }
+    Ok(())
+}
+
+#[test]
+fn a_photo_without_a_face_fails_a_face_rule_clearly_and_passes_one_without() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let coffee = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipeline/tests/fixtures/photos/coffee.jpg");
+    let out = dir.path().join("coffee.jpg");
+    let (ok, v) = process(&coffee, "passport-india-photo", &out)?;
+    assert!(!ok, "{v}");
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["error_code"], "FACE_NOT_FOUND", "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("no face")),
+        "{v}"
+    );
+    assert!(!out.exists(), "nothing written on failure");
+    // IBPS asks nothing about the face: the same photo is fitted.
+    let (ok, v) = process(&coffee, "ibps-2026-photo", &out)?;
+    assert!(ok, "{v}");
+    assert!(!stage_names(&v).contains(&"face"), "{v}");
     Ok(())
 }
 
