@@ -223,7 +223,7 @@ pub fn frame_refined(
 /// [`MAX_OVERSAMPLE`] times its size, for the fit's resize to finish), levelled by the face's
 /// roll, with the head at the middle of the head-height band, centred, its eye line moved into
 /// the eye-line band when the middle placement misses it. Parts of the canvas beyond the photo
-/// are filled with the colour of the photo's border (a warning says so), and a face whose head
+/// extend the photo's edge pixels (a warning says so), and a face whose head
 /// is smaller than the output needs is enlarged (a `face_too_small` warning).
 fn frame(
     img: &RgbImage,
@@ -281,18 +281,17 @@ fn frame(
     let (w, h) = (f64::from(img.width()), f64::from(img.height()));
     let inside = |(x, y): (f64, f64)| x >= -0.5 && y >= -0.5 && x <= w - 0.5 && y <= h - 0.5;
     let corners = [(0.0, 0.0), (cwf, 0.0), (0.0, chf), (cwf, chf)];
-    let fill = border_colour(img);
     if !corners.iter().all(|&(u, v)| inside(warp.to_source(u, v))) {
         warnings.push(
             "face_framing_padded: the photo does not reach every edge of the framed picture; \
-             the missing part was filled with the colour of the photo's border"
+             its edge was extended to fill the gap"
                 .to_owned(),
         );
     }
     let mut out = RgbImage::new(cw, ch);
     for (u, v, px) in out.enumerate_pixels_mut() {
         let (x, y) = warp.to_source(f64::from(u) + 0.5, f64::from(v) + 0.5);
-        *px = bilinear(img, x - 0.5, y - 0.5).unwrap_or(fill);
+        *px = bilinear(img, x - 0.5, y - 0.5);
     }
     (out, warp)
 }
@@ -301,13 +300,12 @@ fn distance(a: Point, b: Point) -> f32 {
     ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt()
 }
 
-/// The pixel at (`x`, `y`) interpolated from its four neighbours, edge pixels extended by half
-/// a pixel; `None` beyond that.
-fn bilinear(img: &RgbImage, x: f64, y: f64) -> Option<Rgb<u8>> {
+/// The pixel at (`x`, `y`) interpolated from its four neighbours; beyond the photo, its edge
+/// pixels continue outwards (a portrait's edge is its backdrop, which then simply extends).
+fn bilinear(img: &RgbImage, x: f64, y: f64) -> Rgb<u8> {
     let (w, h) = (img.width(), img.height());
-    if w == 0 || h == 0 || x < -0.5 || y < -0.5 || x > f64::from(w) - 0.5 || y > f64::from(h) - 0.5
-    {
-        return None;
+    if w == 0 || h == 0 {
+        return Rgb([255, 255, 255]);
     }
     let (x, y) = (
         x.clamp(0.0, f64::from(w - 1)),
@@ -328,31 +326,5 @@ fn bilinear(img: &RgbImage, x: f64, y: f64) -> Option<Rgb<u8>> {
         let bottom = f64::from(c[i]) * (1.0 - fx) + f64::from(d[i]) * fx;
         out[i] = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
     }
-    Some(Rgb(out))
-}
-
-/// Mean colour of the photo's outermost rows and columns: the backdrop a portrait is shot
-/// against, used where the framing reaches past the photo.
-fn border_colour(img: &RgbImage) -> Rgb<u8> {
-    let (w, h) = img.dimensions();
-    let mut sum = [0u64; 3];
-    let mut n = 0u64;
-    let mut add = |p: &Rgb<u8>| {
-        for i in 0..3 {
-            sum[i] += u64::from(p.0[i]);
-        }
-        n += 1;
-    };
-    for x in 0..w {
-        add(img.get_pixel(x, 0));
-        add(img.get_pixel(x, h.saturating_sub(1)));
-    }
-    for y in 0..h {
-        add(img.get_pixel(0, y));
-        add(img.get_pixel(w.saturating_sub(1), y));
-    }
-    if n == 0 {
-        return Rgb([255, 255, 255]);
-    }
-    Rgb(sum.map(|s| (s / n) as u8))
+    Rgb(out)
 }

@@ -350,6 +350,31 @@ url = "https://example.org/x"
 checked = 2026-11-29
 "#;
 
+    const FACE: &str = "[face]\nhead_height = [0.70, 0.80]\neye_line = [0.50, 0.70]\n\
+                        centre_tolerance = 0.05\n\n[source]";
+
+    #[test]
+    fn a_face_table_is_read_and_the_id_photo_rules_have_one() -> Result<()> {
+        let f = RuleFile::parse("x-photo.toml", &VALID.replace("[source]", FACE))?;
+        let face = f.spec.face.ok_or_else(|| Error::Config("no face".into()))?;
+        assert_eq!(face.head_height, [0.70, 0.80]);
+        assert_eq!(face.eye_line, [0.50, 0.70]);
+        assert_eq!(RuleFile::parse("x-photo.toml", VALID)?.spec.face, None);
+        for slug in [
+            "passport-india-photo",
+            "neet-ug-2026-photo",
+            "jee-main-2026-photo",
+        ] {
+            let rule = find(slug)?.ok_or_else(|| Error::Config(slug.into()))?;
+            assert!(rule.face.is_some_and(|f| f.is_valid()), "{slug}");
+        }
+        // Rules that ask nothing about the face keep accepting any photo.
+        for slug in ["ibps-2026-photo", "college-generic-photo"] {
+            assert_eq!(find(slug)?.and_then(|r| r.face), None, "{slug}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn every_file_parses_and_is_named_after_its_slug() -> Result<()> {
         // `files()` stops at the first bad file; this names every one.
@@ -470,6 +495,21 @@ checked = 2026-11-29
             (
                 "x-photo.toml",
                 VALID.replace("https://example", "ftp://example"),
+            ),
+            // A face band upside down, or a face table on a signature.
+            (
+                "x-photo.toml",
+                VALID.replace("[source]", &FACE.replace("0.70, 0.80", "0.80, 0.70")),
+            ),
+            (
+                "x-photo.toml",
+                VALID
+                    .replace("[source]", FACE)
+                    .replace("\"photo\"", "\"signature\""),
+            ),
+            (
+                "x-photo.toml",
+                VALID.replace("[source]", &FACE.replace("centre_tolerance", "centring")),
             ),
         ];
         for (file, text) in cases {
