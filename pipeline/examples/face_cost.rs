@@ -83,7 +83,7 @@ fn main() -> Result<(), String> {
     let stage = OcrStage::load(PathBuf::from("models"), 1, Duration::from_secs(60))
         .map_err(|e| e.to_string())?;
     for (name, bytes) in inputs {
-        let mut cost = |rule| -> Result<(f64, Vec<(String, f64)>), String> {
+        let cost = |rule| -> Result<(f64, Vec<(String, f64)>), String> {
             let mut cpu = Vec::new();
             let mut stages = Vec::new();
             for i in 0..=reps {
