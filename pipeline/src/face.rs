@@ -147,7 +147,7 @@ struct Warp {
 }
 
 impl Warp {
-    fn to_source(&self, u: f64, v: f64) -> (f64, f64) {
+    fn source_of(&self, u: f64, v: f64) -> (f64, f64) {
         let x = (u - self.origin.0) / self.scale;
         let y = (v - self.origin.1) / self.scale;
         (
@@ -157,7 +157,7 @@ impl Warp {
     }
 
     fn point(&self, p: Point) -> Point {
-        let (x, y) = self.to_source(f64::from(p.x), f64::from(p.y));
+        let (x, y) = self.source_of(f64::from(p.x), f64::from(p.y));
         Point {
             x: x as f32,
             y: y as f32,
@@ -281,7 +281,7 @@ fn frame(
     let (w, h) = (f64::from(img.width()), f64::from(img.height()));
     let inside = |(x, y): (f64, f64)| x >= -0.5 && y >= -0.5 && x <= w - 0.5 && y <= h - 0.5;
     let corners = [(0.0, 0.0), (cwf, 0.0), (0.0, chf), (cwf, chf)];
-    if !corners.iter().all(|&(u, v)| inside(warp.to_source(u, v))) {
+    if !corners.iter().all(|&(u, v)| inside(warp.source_of(u, v))) {
         warnings.push(
             "face_framing_padded: the photo does not reach every edge of the framed picture; \
              its edge was extended to fill the gap"
@@ -290,7 +290,7 @@ fn frame(
     }
     let mut out = RgbImage::new(cw, ch);
     for (u, v, px) in out.enumerate_pixels_mut() {
-        let (x, y) = warp.to_source(f64::from(u) + 0.5, f64::from(v) + 0.5);
+        let (x, y) = warp.source_of(f64::from(u) + 0.5, f64::from(v) + 0.5);
         *px = bilinear(img, x - 0.5, y - 0.5);
     }
     (out, warp)

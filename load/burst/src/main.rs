@@ -144,9 +144,9 @@ fn plan(args: &Args) -> Result<Vec<Planned>> {
             jobs.push(job);
         } else {
             let rules = if light % 2 == 0 {
-                (&PHOTO_RULES, "photo")
+                (&PHOTO_RULES[..], "photo")
             } else {
-                (&SIGNATURE_RULES, "signature")
+                (&SIGNATURE_RULES[..], "signature")
             };
             jobs.push(Planned {
                 class: rules.1,
