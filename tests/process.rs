@@ -11,6 +11,7 @@ use common::{photo_jpeg, shared_tempdir, write_file};
 mod capture;
 #[path = "../ocr/tests/support/render.rs"]
 mod render;
+use rythmiq_shared::domain::DocumentKind;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
@@ -56,8 +57,21 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             names.contains(&"decode") && names.contains(&"quality") && names.contains(&"schema"),
             "{names:?}"
         );
-        // OCR is never skipped: PRE-OCR always runs, and the result says what it read.
-        assert!(names.contains(&"pre_ocr"), "{names:?}");
+        // Rules with a `[face]` table frame the photo (a portrait) by its face.
+        assert_eq!(
+            names.contains(&"face") && names.contains(&"frame"),
+            rule.face.is_some(),
+            "{}: {names:?}",
+            rule.slug
+        );
+        // OCR is never skipped: PRE-OCR runs (or, for a document on the fast path, the full
+        // read that is its baseline), and the result says what it read.
+        assert!(
+            names.contains(&"pre_ocr")
+                || (rule.kind == DocumentKind::Document && names.contains(&"ocr")),
+            "{}: {names:?}",
+            rule.slug
+        );
         let conf = v["ocr"]["confidence"].as_f64().unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&conf), "{}", v["ocr"]);
         assert!(v["ocr"]["lines"].is_u64() && v["ocr"]["chars"].is_u64());
@@ -87,6 +101,28 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             assert!(bytes.starts_with(b"%PDF-"));
         }
     }
+    Ok(())
+}
+
+#[test]
+fn a_photo_without_a_face_fails_a_face_rule_clearly_and_passes_one_without() -> Result<()> {
+    let dir = shared_tempdir()?;
+    let coffee = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipeline/tests/fixtures/photos/coffee.jpg");
+    let out = dir.path().join("coffee.jpg");
+    let (ok, v) = process(&coffee, "passport-india-photo", &out)?;
+    assert!(!ok, "{v}");
+    assert_eq!(v["status"], "error", "{v}");
+    assert_eq!(v["error_code"], "FACE_NOT_FOUND", "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("no face")),
+        "{v}"
+    );
+    assert!(!out.exists(), "nothing written on failure");
+    // IBPS asks nothing about the face: the same photo is fitted.
+    let (ok, v) = process(&coffee, "ibps-2026-photo", &out)?;
+    assert!(ok, "{v}");
+    assert!(!stage_names(&v).contains(&"face"), "{v}");
     Ok(())
 }
 

@@ -91,6 +91,33 @@ pub struct RuleSpec {
     #[serde(default)]
     #[cfg_attr(feature = "sqlx", sqlx(default))]
     pub text_check: TextCheck,
+    /// Where the face must sit in a photo (the file's `[face]` table); `None`: the rule says
+    /// nothing about the face, and the photo is cropped around its most salient part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "sqlx", sqlx(json(nullable)))]
+    pub face: Option<FaceSpec>,
+}
+
+/// A photo rule's framing: bands as fractions of the output's height (or width), each
+/// `[lowest, highest]`, as ID-photo specifications state them (ICAO Doc 9303 Part 3,
+/// ISO/IEC 19794-5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceSpec {
+    /// Crown-to-chin height over the image height.
+    pub head_height: [f64; 2],
+    /// Height of the line through the eyes above the bottom edge, over the image height.
+    pub eye_line: [f64; 2],
+    /// Largest horizontal distance of the face's centre line from the image's, over the width.
+    pub centre_tolerance: f64,
+}
+
+impl FaceSpec {
+    /// Whether the bands are usable: within 0–1, lowest ≤ highest, and a tolerance below ½.
+    pub fn is_valid(&self) -> bool {
+        let band = |[lo, hi]: [f64; 2]| 0.0 < lo && lo <= hi && hi <= 1.0;
+        band(self.head_height) && band(self.eye_line) && (0.0..0.5).contains(&self.centre_tolerance)
+    }
 }
 
 /// One version of a portal's upload rule, as stored in `portal_schemas`: a [`RuleSpec`] with
@@ -184,11 +211,15 @@ pub enum ErrorCode {
     PackagingFailed,
     /// Every file of a batch failed: there is nothing to package.
     AllFilesFailed,
+    /// A photo rule that frames by the face found no face in the upload.
+    FaceNotFound,
+    /// A photo rule that frames by the face found two or more faces of similar size.
+    MultipleFaces,
 }
 
 impl ErrorCode {
     /// All codes, for documentation and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::PayloadMissing,
         ErrorCode::PayloadInvalid,
         ErrorCode::FetchFailed,
@@ -203,6 +234,8 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::PackagingFailed,
         ErrorCode::AllFilesFailed,
+        ErrorCode::FaceNotFound,
+        ErrorCode::MultipleFaces,
     ];
 
     /// The code as stored and shown, e.g. `DECODE_FAILED`.
@@ -222,6 +255,8 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::PackagingFailed => "PACKAGING_FAILED",
             ErrorCode::AllFilesFailed => "ALL_FILES_FAILED",
+            ErrorCode::FaceNotFound => "FACE_NOT_FOUND",
+            ErrorCode::MultipleFaces => "MULTIPLE_FACES",
         }
     }
 
@@ -259,7 +294,10 @@ impl ErrorCode {
             ErrorCode::FetchFailed | ErrorCode::FetchTimeout => "fetch",
             ErrorCode::DecodeFailed => "decode",
             ErrorCode::OcrFailed | ErrorCode::OcrTimeout => "ocr",
-            ErrorCode::SchemaFailed | ErrorCode::SizeExceeded => "schema",
+            ErrorCode::SchemaFailed
+            | ErrorCode::SizeExceeded
+            | ErrorCode::FaceNotFound
+            | ErrorCode::MultipleFaces => "schema",
             ErrorCode::UploadFailed => "upload",
             ErrorCode::WorkerLost | ErrorCode::Internal => "worker",
             ErrorCode::PackagingFailed | ErrorCode::AllFilesFailed => "package",

@@ -359,6 +359,12 @@ impl OcrEngine {
         }
     }
 
+    /// This engine's thread pool, for other models a job runs (the face detector), so their
+    /// inference stays on the job's threads too.
+    pub fn thread_pool(&self) -> Arc<ThreadPool> {
+        self.pool.clone()
+    }
+
     /// How many threads this engine's pool has.
     pub fn threads(&self) -> usize {
         self.threads

@@ -20,6 +20,21 @@ pub enum Error {
     /// OCR used up the job's OCR time budget.
     #[error("OCR ran longer than the job's OCR time limit")]
     OcrTimeout,
+    /// The rule frames by the face and the photo has none.
+    #[error(
+        "no face was found in the photo; this portal needs a photo of your face, looking at the \
+         camera, with the whole head in the picture"
+    )]
+    FaceNotFound,
+    /// The rule frames by the face and the photo has more than one of similar size.
+    #[error("{count} faces of similar size were found; this portal needs a photo of you alone")]
+    MultipleFaces {
+        /// How many faces reached the size of the largest.
+        count: usize,
+    },
+    /// The face detector failed (loading its model, or running it).
+    #[error("face detection failed: {0}")]
+    Face(#[source] rythmiq_face::FaceError),
 }
 
 impl Error {
@@ -30,6 +45,9 @@ impl Error {
             Error::Fit(e) => e.code(),
             Error::Ocr(_) => ErrorCode::OcrFailed,
             Error::OcrTimeout => ErrorCode::OcrTimeout,
+            Error::FaceNotFound => ErrorCode::FaceNotFound,
+            Error::MultipleFaces { .. } => ErrorCode::MultipleFaces,
+            Error::Face(_) => ErrorCode::Internal,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod clean;
 pub mod decode;
 pub mod enhance;
 mod error;
+pub mod face;
 pub mod fit;
 pub mod ocr;
 pub mod quality;
@@ -180,14 +181,18 @@ fn process_on_this_thread(
         // never below the target size).
         // A document may be a photo of a page that fills only part of the frame: decode enough
         // for the page, once flattened, to cover the target (a page at half the frame's width).
-        let cover = if rule.kind == DocumentKind::Document {
+        // A rule that frames by the face crops to the head: a head a quarter of the photo's
+        // height keeps every pixel the output needs when the decode covers three times the target.
+        let zoom = if rule.kind == DocumentKind::Document {
             2
+        } else if rule.face.is_some() {
+            3
         } else {
             1
         };
         let target = decode::TargetSize {
-            width: tw * cover,
-            height: th * cover,
+            width: tw.saturating_mul(zoom),
+            height: th.saturating_mul(zoom),
         };
         let decoded = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
@@ -211,6 +216,27 @@ fn process_on_this_thread(
     // The engine with this job's OCR time budget.
     let ocr = ocr.map(|o| (o, ocr::Budget::new(o.timeout)));
     let document = rule.kind == DocumentKind::Document;
+    // FACE: a rule that frames by the face fails here, before any OCR, when the photo has no
+    // single face; the face found frames the photo just before the fit.
+    let mut face_warnings = Vec::new();
+    let found = match (&rule.face, &ocr) {
+        (Some(_), Some((o, _))) => {
+            let dims = image.dimensions();
+            Some((
+                clock.stage("face", || face::main_face(&o.face, &image))?,
+                dims,
+            ))
+        }
+        (Some(_), None) => {
+            face_warnings.push(
+                "face framing was skipped (no face detector loaded): the photo was cropped \
+                 around its subject"
+                    .to_owned(),
+            );
+            None
+        }
+        (None, _) => None,
+    };
     // A document on the fast path is kept as it is, and its full read below is its baseline.
     let baseline = match &ocr {
         Some((o, b)) if !(document && quality.fast_path()) => {
@@ -285,6 +311,19 @@ fn process_on_this_thread(
             "OCR finished"
         );
     }
+    let image = match (&rule.face, found) {
+        (Some(spec), Some((f, dims))) => match &ocr {
+            Some((o, _)) => {
+                // ENHANCE may have worked on a reduced copy: the face is moved to its scale.
+                let f = face::rescale(&f, dims, image.dimensions());
+                clock.stage("frame", || {
+                    face::frame_refined(&o.face, &image, &f, spec, (tw, th), &mut face_warnings)
+                })?
+            }
+            None => image,
+        },
+        _ => image,
+    };
     let image = image::DynamicImage::ImageRgb8(image);
     let fitted = clock.stage("schema", || {
         // Ink on paper (signatures, thumbs, declarations) is cleaned and cropped to the writing
@@ -311,6 +350,7 @@ fn process_on_this_thread(
             .into_iter()
             .chain(capture_warnings)
             .chain(quality_warning)
+            .chain(face_warnings)
             .chain(fitted.warnings)
             .collect(),
         capture: capture_report,

@@ -40,6 +40,9 @@ fn cheap(kind: DocumentKind) -> OcrOptions {
 #[derive(Clone)]
 pub struct OcrStage {
     pub engine: Arc<OcrEngine>,
+    /// The face detector photo rules with a `[face]` table frame by; it runs on the engine's
+    /// pool, so its CPU is the job's.
+    pub face: rythmiq_face::Detector,
     /// Longest OCR may take in one job, all passes together (`OCR_TIMEOUT`, retried).
     pub timeout: Duration,
 }
@@ -104,18 +107,21 @@ impl Budget {
 }
 
 impl OcrStage {
-    /// Loads the models once for this process; a missing or corrupt model fails here, at
-    /// start-up, naming the file.
+    /// Loads the models (OCR and face) once for this process; a missing or corrupt model fails
+    /// here, at start-up, naming the file.
     pub fn load(
         models_dir: std::path::PathBuf,
         threads: usize,
         timeout: Duration,
-    ) -> Result<Self, rythmiq_ocr::OcrError> {
+    ) -> Result<Self, Error> {
+        let face = rythmiq_face::Detector::load(&models_dir).map_err(Error::Face)?;
         let engine = OcrEngine::load(&rythmiq_ocr::EngineConfig {
             models_dir,
             threads,
-        })?;
+        })
+        .map_err(Error::Ocr)?;
         Ok(Self {
+            face: face.with_pool(engine.thread_pool()),
             engine: Arc::new(engine),
             timeout,
         })
@@ -124,8 +130,10 @@ impl OcrStage {
     /// The same models on a pool of as many threads, of their own: a worker gives one to each
     /// of its slots, so that each job's inference runs on threads only that job uses.
     pub fn with_own_pool(&self) -> Self {
+        let engine = self.engine.with_threads(self.engine.threads());
         Self {
-            engine: Arc::new(self.engine.with_threads(self.engine.threads())),
+            face: self.face.with_pool(engine.thread_pool()),
+            engine: Arc::new(engine),
             timeout: self.timeout,
         }
     }

@@ -182,8 +182,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         let wanted = StoredRule::from(file);
         let active: Option<StoredRule> = sqlx::query_as(
             "SELECT slug, name, kind, width, height, dpi, format, min_kb, max_kb, \
-                    filename_pattern, background, text_check, source_url, source_checked_on, \
-                    source_portal_values \
+                    filename_pattern, background, text_check, face, source_url, \
+                    source_checked_on, source_portal_values \
              FROM portal_schemas WHERE slug = $1 AND active",
         )
         .bind(&file.spec.slug)
@@ -201,9 +201,9 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
             "INSERT INTO portal_schemas \
                  (slug, version, name, kind, width, height, dpi, format, min_kb, max_kb, \
                   filename_pattern, background, source_url, source_checked_on, \
-                  source_portal_values, text_check, active) \
+                  source_portal_values, text_check, face, active) \
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                    $11, $12, $13, $14, $15, TRUE \
+                    $11, $12, $13, $14, $15, $16, TRUE \
              FROM portal_schemas WHERE slug = $1 \
              RETURNING id, version",
         )
@@ -222,6 +222,8 @@ pub async fn load_portal_rules(pool: &PgPool, files: &[RuleFile]) -> Result<Vec<
         .bind(wanted.source_checked_on)
         .bind(&wanted.source_portal_values)
         .bind(wanted.spec.text_check)
+        // SQL NULL, not JSON null, for a rule without `[face]`.
+        .bind(wanted.spec.face.map(sqlx::types::Json))
         .fetch_one(&mut *tx)
         .await?;
         tracing::info!(slug = %file.spec.slug, version, "portal rule version activated");
@@ -279,7 +281,7 @@ fn transient_sqlstate(code: &str) -> bool {
 
 /// The columns a [`PortalRule`] is read from, in `portal_schemas`.
 pub const PORTAL_COLUMNS: &str = "id, slug, version, name, kind, width, height, dpi, format, min_kb, \
-                              max_kb, filename_pattern, background, text_check";
+                              max_kb, filename_pattern, background, text_check, face";
 
 /// The active version of a portal rule.
 pub async fn active_portal<'e, E>(executor: E, slug: &str) -> Result<Option<PortalRule>>

@@ -166,6 +166,17 @@ impl RuleFile {
                 return Err(format!("portal_values names {key:?} twice"));
             }
         }
+        if let Some(face) = &spec.face {
+            if !face.is_valid() {
+                return Err(format!(
+                    "[face] {face:?}: bands must be 0 < lowest <= highest <= 1 and the centre \
+                     tolerance below 0.5"
+                ));
+            }
+            if spec.kind != crate::domain::DocumentKind::Photo {
+                return Err("[face] is only for photo rules".to_owned());
+            }
+        }
         for url in std::iter::once(&self.source.url).chain(&self.source.also) {
             if !url.starts_with("https://") || url.contains(char::is_whitespace) {
                 return Err(format!("{url:?} is not a public https:// address"));
@@ -392,6 +403,31 @@ checked = 2026-11-29
 portal_values = ["format", "max_kb"]
 "#;
 
+    const FACE: &str = "[face]\nhead_height = [0.70, 0.80]\neye_line = [0.50, 0.70]\n\
+                        centre_tolerance = 0.05\n\n[source]";
+
+    #[test]
+    fn a_face_table_is_read_and_the_id_photo_rules_have_one() -> Result<()> {
+        let f = RuleFile::parse("x-photo.toml", &VALID.replace("[source]", FACE))?;
+        let face = f.spec.face.ok_or_else(|| Error::Config("no face".into()))?;
+        assert_eq!(face.head_height, [0.70, 0.80]);
+        assert_eq!(face.eye_line, [0.50, 0.70]);
+        assert_eq!(RuleFile::parse("x-photo.toml", VALID)?.spec.face, None);
+        for slug in [
+            "passport-india-photo",
+            "neet-ug-2026-photo",
+            "jee-main-2026-photo",
+        ] {
+            let rule = find(slug)?.ok_or_else(|| Error::Config(slug.into()))?;
+            assert!(rule.face.is_some_and(|f| f.is_valid()), "{slug}");
+        }
+        // Rules that ask nothing about the face keep accepting any photo.
+        for slug in ["ibps-2026-photo", "college-generic-photo"] {
+            assert_eq!(find(slug)?.and_then(|r| r.face), None, "{slug}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn every_file_parses_and_is_named_after_its_slug() -> Result<()> {
         // `files()` stops at the first bad file; this names every one.
@@ -525,6 +561,21 @@ portal_values = ["format", "max_kb"]
             ),
             ("x-photo.toml", VALID.replace("\"max_kb\"]", "\"pixels\"]")),
             ("x-photo.toml", VALID.replace("\"max_kb\"]", "\"format\"]")),
+            // A face band upside down, or a face table on a signature.
+            (
+                "x-photo.toml",
+                VALID.replace("[source]", &FACE.replace("0.70, 0.80", "0.80, 0.70")),
+            ),
+            (
+                "x-photo.toml",
+                VALID
+                    .replace("[source]", FACE)
+                    .replace("\"photo\"", "\"signature\""),
+            ),
+            (
+                "x-photo.toml",
+                VALID.replace("[source]", &FACE.replace("centre_tolerance", "centring")),
+            ),
         ];
         for (file, text) in cases {
             match RuleFile::parse(file, &text) {

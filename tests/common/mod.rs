@@ -421,18 +421,28 @@ pub fn token_for(user: Uuid) -> String {
     rythmiq_shared::auth::mint(SECRET, user, 3600).unwrap_or_default()
 }
 
-/// A photo-like JPEG: gradients, shapes and noise (noise keeps it from compressing to nothing).
+/// A photo-like JPEG: a real portrait (scikit-image's public-domain `astronaut`, the pipeline's
+/// fixture) centred on gradients, with noise everywhere (noise keeps it from compressing to
+/// nothing). A real face, because the passport, NEET and JEE photo rules frame by it and fail
+/// an upload without one (`FACE_NOT_FOUND`).
 pub fn photo_jpeg(width: u32, height: u32, seed: u32) -> Vec<u8> {
+    static PORTRAIT: OnceLock<Option<image::RgbImage>> = OnceLock::new();
+    let portrait = PORTRAIT.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("pipeline/tests/fixtures/photos/astronaut.jpg");
+        image::open(path).ok().map(|i| i.into_rgb8())
+    });
+    let side = (width.min(height) * 4 / 5).max(1);
+    let face = portrait
+        .as_ref()
+        .map(|p| image::imageops::resize(p, side, side, image::imageops::FilterType::Triangle));
+    let (fx, fy) = ((width - side) / 2, (height - side) / 2);
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         let n = hash(x, y, seed);
-        let (cx, cy) = (width / 2, height / 2);
-        let dx = i64::from(x) - i64::from(cx);
-        let dy = i64::from(y) - i64::from(cy);
-        let face = dx * dx * 4 + dy * dy * 3 < i64::from(width.min(height)).pow(2) / 2;
-        let base = if face {
-            [200u8, 160, 130]
-        } else {
-            [(x * 255 / width) as u8, 120, (y * 255 / height) as u8]
+        let inside = x >= fx && y >= fy && x < fx + side && y < fy + side;
+        let base = match &face {
+            Some(f) if inside => f.get_pixel(x - fx, y - fy).0,
+            _ => [(x * 255 / width) as u8, 120, (y * 255 / height) as u8],
         };
         let jitter = (n % 41) as i16 - 20;
         image::Rgb(base.map(|c| (i16::from(c) + jitter).clamp(0, 255) as u8))

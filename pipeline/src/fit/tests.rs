@@ -24,6 +24,7 @@ fn rule(
         id: Uuid::nil(),
         version: 1,
         spec: RuleSpec {
+            face: None,
             slug: "test-portal".to_owned(),
             name: "Test portal".to_owned(),
             kind,
