@@ -882,18 +882,34 @@ async fn a_check_explains_a_file_without_a_job_or_a_credit_and_is_rate_limited()
         .collect();
     assert_eq!(
         failed,
-        ["pixels", "dpi", "orientation", "background"],
+        [
+            "pixels",
+            "dpi",
+            "orientation",
+            "background",
+            "face_height",
+            "face_centre"
+        ],
         "{report:#}"
     );
-    // The face lines are explicitly not checked.
-    let face = report["checks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|l| l["rule"] == "face")
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(face["passed"], Value::Null, "{face}");
+    // The face is found, and measured: about a fifth of the photo's height.
+    let line = |name: &str| {
+        report["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["rule"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(line("face")["passed"], true, "{report:#}");
+    let height = line("face_height");
+    assert!(
+        height["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("this rule needs 70–80 %")),
+        "{height}"
+    );
 
     // Not an image, and an unknown portal: the API's error envelope.
     let r = post_check(

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 /// A common Android phone's CSS viewport (Pixel 7, Galaxy S-series).
 const PHONE: (u32, u32) = (412, 915);
-const RULE: &str = "neet-ug-2026-photo";
+// A photo rule that does not frame by the face: one of the two photos is a cup of coffee.
+const RULE: &str = "ibps-2026-photo";
 
 fn artifacts() -> Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");

@@ -19,7 +19,8 @@ use hostile::{Case, Expect, corpus};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rythmiq");
-const PORTAL: &str = "neet-ug-2026-photo";
+// A photo rule that does not frame by the face: the hostile files are not portraits.
+const PORTAL: &str = "ibps-2026-photo";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline/tests/fixtures")

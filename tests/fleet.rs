@@ -589,7 +589,7 @@ async fn the_fleet_runs_as_the_manifests_say_and_loses_nothing() -> Result<()> {
     let slow = slow_png(7000, 7000);
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(submit(&client, &addrs, i, slow.clone(), "passport-india-photo").await?);
+        ids.push(submit(&client, &addrs, i, slow.clone(), "ibps-2026-photo").await?);
     }
     let slow_ids = ids.clone();
     let counted = AtomicUsize::new(0);

@@ -25,7 +25,7 @@ async fn job(pool: &PgPool, state: &str, latency: f64, age: f64) -> Result<Uuid>
          SELECT $1, $2, id, version, $3, 'c', 'f', $1::text, 'raw/x', 1,
                 CASE WHEN $3 = 'completed' THEN 'output/x' END,
                 now() - make_interval(secs => $5 + $4), now() - make_interval(secs => $5)
-         FROM portal_schemas WHERE slug = 'neet-ug-2026-photo'",
+         FROM portal_schemas WHERE slug = 'neet-ug-2026-photo' AND active",
     )
     .bind(id)
     .bind(Uuid::new_v4())
@@ -457,6 +457,7 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
                    + coalesce(quality_cpu_seconds, 0) + coalesce(pre_ocr_cpu_seconds, 0)
                    + coalesce(enhancement_cpu_seconds, 0) + coalesce(ocr_cpu_seconds, 0)
                    + coalesce(schema_cpu_seconds, 0) + coalesce(upload_cpu_seconds, 0)
+                   + coalesce(face_cpu_seconds, 0) + coalesce(capture_cpu_seconds, 0)
                    + startup_cpu_seconds)
          FROM cpu_metrics",
     )

@@ -98,7 +98,7 @@ async fn wait_processing(app: &TestApp, id: Uuid) -> Result<()> {
 async fn a_job_whose_worker_is_killed_completes_on_another() -> Result<()> {
     let app = TestApp::spawn().await?;
     let id = app
-        .submit_ok(slow_png(7000, 7000), "passport-india-photo")
+        .submit_ok(slow_png(7000, 7000), "ibps-2026-photo")
         .await?;
     let mut doomed = app.spawn_worker_process(&[("RYTHMIQ_WORKER_CONCURRENCY", "1")])?;
     wait_processing(&app, id).await?;
@@ -126,7 +126,7 @@ async fn a_job_whose_worker_is_killed_completes_on_another() -> Result<()> {
 async fn a_poison_job_that_kills_every_worker_fails_after_max_attempts() -> Result<()> {
     let app = TestApp::spawn().await?;
     let id = app
-        .submit_ok(slow_png(7000, 7000), "passport-india-photo")
+        .submit_ok(slow_png(7000, 7000), "ibps-2026-photo")
         .await?;
     // Every worker that picks the job up dies, as with an input that crashes the decoder.
     for attempt in 1..=3 {
@@ -235,7 +235,7 @@ async fn sigterm_finishes_or_releases_in_flight_jobs_and_loses_nothing() -> Resu
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(
-            app.submit_ok(slow_png(6000, 5000), "passport-india-photo")
+            app.submit_ok(slow_png(6000, 5000), "ibps-2026-photo")
                 .await?,
         );
     }

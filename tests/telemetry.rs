@@ -231,7 +231,7 @@ async fn a_retry_starts_a_new_trace_linked_to_the_enqueue() -> Result<()> {
     let job = submit_traced(
         &app,
         slow_png(3000, 3000),
-        "neet-ug-2026-photo",
+        "ibps-2026-photo",
         &correlation,
         RETRY_TRACE_ID,
     )
@@ -341,7 +341,7 @@ async fn no_planted_pii_reaches_any_log_line_of_the_api_or_worker() -> Result<()
                 "file",
                 reqwest::multipart::Part::bytes(file).file_name(name),
             )
-            .text("portal", "neet-ug-2026-photo")
+            .text("portal", "ibps-2026-photo")
             .text("email", "priya.r@example.in")
             .text("aadhaar", "4821-7730-9912");
         client

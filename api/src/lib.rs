@@ -40,9 +40,19 @@ pub struct AppState {
     pub guests: routes::sessions::GuestLimiter,
     /// File checks per user in the last minute (`POST /v1/checks`).
     pub checks: routes::checks::CheckLimiter,
+    /// The face and OCR models, for the face and text lines of `POST /v1/checks`; `None`: those
+    /// lines are not checked (see [`AppState::with_models`]).
+    pub models: Option<rythmiq_pipeline::ocr::OcrStage>,
 }
 
 impl AppState {
+    /// Lets `POST /v1/checks` find faces and read text with `models` (`rythmiq dev` shares its
+    /// workers' engine; a production API without the model files goes without).
+    pub fn with_models(mut self, models: rythmiq_pipeline::ocr::OcrStage) -> Self {
+        self.models = Some(models);
+        self
+    }
+
     pub fn new(pool: PgPool, storage: Storage, settings: ApiSettings) -> Self {
         let events = events::JobEvents::spawn(pool.clone());
         let metrics = match rythmiq_shared::metrics::install() {
@@ -60,6 +70,7 @@ impl AppState {
             verifier,
             guests: Default::default(),
             checks: Default::default(),
+            models: None,
             pool,
             storage,
             settings,

@@ -212,3 +212,39 @@ fn a_rule_without_a_face_table_keeps_the_subject_crop() {
         out.stages
     );
 }
+
+/// The check report's face lines use the same detector: our framed output passes them, the
+/// student's own photo fails the height line with its measured share, two people fail the face
+/// line.
+#[test]
+fn the_check_reports_the_face_lines() {
+    use rythmiq_pipeline::check;
+    let neet = rule("neet-ug-2026-photo");
+    let input = jpeg(&photo("astronaut.jpg"));
+    let line = |bytes: &[u8], name: &str| {
+        let r = check::check(bytes, Some("photo.jpg"), &neet, Some(stage())).unwrap();
+        r.checks.into_iter().find(|l| l.rule == name).unwrap()
+    };
+
+    let out = process(&input, "neet-ug-2026-photo").unwrap();
+    for name in ["face", "face_height", "face_centre"] {
+        let l = line(&out.bytes, name);
+        assert_eq!(l.passed, Some(true), "{l:?}");
+    }
+
+    // The raw portrait: a 512 × 512 frame whose head fills well under 70 % of it.
+    let raw = line(&input, "face_height");
+    assert_eq!(raw.passed, Some(false), "{raw:?}");
+    assert!(raw.message.contains("this rule needs 70–80 %"), "{raw:?}");
+    let share: i64 = raw.found.trim_end_matches(" %").parse().unwrap();
+    assert!((20..70).contains(&share), "{raw:?}");
+
+    let one = photo("astronaut.jpg");
+    let mut two = RgbImage::from_pixel(1024, 512, image::Rgb([240, 240, 240]));
+    imageops::replace(&mut two, &one, 0, 0);
+    imageops::replace(&mut two, &imageops::flip_horizontal(&one), 512, 0);
+    let l = line(&jpeg(&two), "face");
+    assert_eq!(l.passed, Some(false), "{l:?}");
+    assert_eq!(l.found, "2 faces", "{l:?}");
+    assert_eq!(line(&jpeg(&two), "face_height").passed, None);
+}

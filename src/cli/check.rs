@@ -61,7 +61,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(b) => b,
         Err(e) => return Ok(cannot(format!("reading {}: {e}", path.display()))),
     };
-    // The engine loads only for rules with lines that read text: the rest need no models.
+    // The models load only for rules with lines that read text or find the face: the rest
+    // need none.
     let ocr = if check::needs_ocr(&rule) {
         Some(OcrStage::load(
             super::serve::models_dir(&args.ocr.models)?,

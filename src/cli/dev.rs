@@ -156,7 +156,11 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", api_settings.listen))?;
     let addr = listener.local_addr()?;
-    let state = rythmiq_api::AppState::new(api_pool.clone(), storage.clone(), api_settings);
+    // One engine for every worker runtime of this process, and the API's file checks: the
+    // models load once.
+    let ocr = super::serve::load_ocr(&args.worker.ocr.models, &worker_settings, workers)?;
+    let state = rythmiq_api::AppState::new(api_pool.clone(), storage.clone(), api_settings)
+        .with_models(ocr.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn({
         let shutdown = shutdown.clone();
@@ -166,8 +170,6 @@ async fn serve(
                 .map_err(anyhow::Error::from)
         }
     });
-    // One engine for every worker runtime of this process: the models load once.
-    let ocr = super::serve::load_ocr(&args.worker.ocr.models, &worker_settings, workers)?;
     let startup = rythmiq_worker::StartupCpu::so_far();
     for _ in 0..workers {
         let worker = rythmiq_worker::Worker::new(

@@ -223,7 +223,8 @@ impl TestApp {
         // for the tests' own queries.
         let api_pool =
             rythmiq_shared::db::connect_as(&db_url, 10, rythmiq_shared::db::Role::Api).await?;
-        let state = rythmiq_api::AppState::new(api_pool, storage.clone(), settings);
+        let state = rythmiq_api::AppState::new(api_pool, storage.clone(), settings)
+            .with_models(ocr_stage());
         let shutdown = CancellationToken::new();
         tokio::spawn(rythmiq_api::serve(listener, state, shutdown.clone()));
         Ok(Self {

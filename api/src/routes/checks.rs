@@ -82,10 +82,11 @@ pub async fn create(
     let rule = db::active_portal(&state.pool, &upload.portal)
         .await?
         .ok_or_else(|| ApiError::UnknownPortal(upload.portal.clone()))?;
-    // Decoding is CPU work: off the async threads. The API loads no OCR models, so lines that
-    // read text say they were not checked.
+    // Decoding (and the face and text models, where this API holds them) is CPU work: off the
+    // async threads. Without models, the lines that need them say they were not checked.
+    let models = state.models.clone();
     let report = tokio::task::spawn_blocking(move || {
-        check::check(&upload.file, Some(&upload.filename), &rule, None)
+        check::check(&upload.file, Some(&upload.filename), &rule, models.as_ref())
     })
     .await
     .map_err(|e| ApiError::internal("the check task failed", e))?

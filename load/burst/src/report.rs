@@ -21,8 +21,9 @@ const ADJUST_OPTIMISE: f64 = 1.20;
 /// The 95th-percentile end-to-end target, seconds.
 const P95_TARGET: f64 = 30.0;
 /// The stage columns of `cpu_metrics`, in pipeline order.
-const STAGES: [&str; 9] = [
-    "fetch", "decode", "quality", "pre_ocr", "enhance", "ocr", "schema", "upload", "startup",
+const STAGES: [&str; 11] = [
+    "fetch", "decode", "capture", "quality", "face", "pre_ocr", "enhance", "ocr", "schema",
+    "upload", "startup",
 ];
 
 /// How the burst was run.
@@ -50,13 +51,14 @@ pub async fn cpu_rows(url: &str, ids: &[Uuid]) -> Result<Vec<CpuRow>> {
         .max_connections(1)
         .connect(url)
         .await?;
-    // (job, path, total, the eight stage columns, start-up).
+    // (job, path, total, the ten stage columns in `STAGES` order, start-up).
     type Raw = (Uuid, String, f64, Vec<Option<f64>>, f64);
     let raw: Vec<Raw> = sqlx::query_as(
         "SELECT job_id, processing_path, total_cpu_seconds,
-                ARRAY[fetch_cpu_seconds, decode_cpu_seconds, quality_cpu_seconds,
-                      pre_ocr_cpu_seconds, enhancement_cpu_seconds, ocr_cpu_seconds,
-                      schema_cpu_seconds, upload_cpu_seconds],
+                ARRAY[fetch_cpu_seconds, decode_cpu_seconds, capture_cpu_seconds,
+                      quality_cpu_seconds, face_cpu_seconds, pre_ocr_cpu_seconds,
+                      enhancement_cpu_seconds, ocr_cpu_seconds, schema_cpu_seconds,
+                      upload_cpu_seconds],
                 startup_cpu_seconds
          FROM cpu_metrics WHERE job_id = ANY($1)",
     )
@@ -67,7 +69,7 @@ pub async fn cpu_rows(url: &str, ids: &[Uuid]) -> Result<Vec<CpuRow>> {
     Ok(raw
         .into_iter()
         .map(|(job_id, path, total, stages, startup)| {
-            // The eight stage columns, then the start-up charge.
+            // The ten stage columns, then the start-up charge.
             let stages: BTreeMap<&'static str, f64> = STAGES
                 .iter()
                 .zip(stages.iter().chain(std::iter::once(&Some(startup))))

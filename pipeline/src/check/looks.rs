@@ -2,9 +2,11 @@
 //! reads (where a rule asks about it).
 
 use image::RgbImage;
-use rythmiq_domain::{DocumentKind, RuleSpec, TextCheck};
+use rythmiq_domain::{DocumentKind, FaceSpec, RuleSpec, TextCheck};
 
 use super::Line;
+use crate::Error;
+use crate::face;
 use crate::ocr::{Budget, OcrStage};
 
 /// Share of a photo's width (each side) and height (top) taken as its background band: a
@@ -113,19 +115,123 @@ fn describe(luma: u8, chroma: u8) -> &'static str {
     }
 }
 
-/// The face lines of a photo: exactly one face, its height within the rule's band, centred.
-/// Not checked in this build (no face detector yet): each says so, and does not count against
-/// compliance. The one place a detector plugs in.
-pub fn face_lines(_image: &RgbImage, rule: &RuleSpec) -> Vec<Line> {
+/// The face lines of a photo: exactly one face, its height within the rule's band, centred
+/// (the last two only where the rule has a `[face]` table). Measured by the detector the
+/// pipeline frames with, so the check and the framing agree; without `ocr` (the stage that holds
+/// the models: the API loads none) they are not checked.
+pub fn face_lines(image: &RgbImage, rule: &RuleSpec, ocr: Option<&OcrStage>) -> Vec<Line> {
     if rule.kind != DocumentKind::Photo {
         return Vec::new();
     }
-    let why = "this build has no face detector";
-    vec![
-        Line::not_checked("face", "exactly one face", why),
-        Line::not_checked("face_height", "the face's share of the photo's height", why),
-        Line::not_checked("face_centre", "the face centred left to right", why),
-    ]
+    let one = "exactly one face";
+    let height = |spec: Option<&FaceSpec>| match spec {
+        Some(f) => format!(
+            "{}–{} % of the photo's height",
+            pct(f.head_height[0]),
+            pct(f.head_height[1])
+        ),
+        None => "the face's share of the photo's height".to_owned(),
+    };
+    let centre = |spec: Option<&FaceSpec>| match spec {
+        Some(f) => format!("within {} % of the centre", pct(f.centre_tolerance)),
+        None => "the face centred left to right".to_owned(),
+    };
+    let spec = rule.face.as_ref();
+    let Some(ocr) = ocr else {
+        let why = "finding the face needs the face model, which is not loaded here";
+        return vec![
+            Line::not_checked("face", one, why),
+            Line::not_checked("face_height", height(spec), why),
+            Line::not_checked("face_centre", centre(spec), why),
+        ];
+    };
+    let face = match face::main_face(&ocr.face, image) {
+        Ok(face) => face,
+        Err(e) => {
+            let (found, message) = match e {
+                Error::FaceNotFound => (
+                    "no face".to_owned(),
+                    "no face was found; the photo must show your face, looking at the camera"
+                        .to_owned(),
+                ),
+                Error::MultipleFaces { count } => (
+                    format!("{count} faces"),
+                    format!("{count} faces of similar size; the photo must show only you"),
+                ),
+                other => {
+                    let why = format!("the face detector failed: {other}");
+                    return vec![Line::not_checked("face", one, &why)];
+                }
+            };
+            let why = "there is no single face to measure";
+            return vec![
+                Line::new("face", Some(false), one, found, message),
+                Line::not_checked("face_height", height(spec), why),
+                Line::not_checked("face_centre", centre(spec), why),
+            ];
+        }
+    };
+    let mut lines = vec![Line::new(
+        "face",
+        Some(true),
+        one,
+        "one face",
+        "one face, as required",
+    )];
+    let Some(spec) = spec else {
+        let why = "this rule states no face framing";
+        lines.push(Line::not_checked("face_height", height(None), why));
+        lines.push(Line::not_checked("face_centre", centre(None), why));
+        return lines;
+    };
+    let m = face::measure_face(&face, image.width(), image.height(), spec);
+    let share = pct(m.head_height);
+    let band = format!(
+        "{}–{} %",
+        pct(spec.head_height[0]),
+        pct(spec.head_height[1])
+    );
+    let head_ok = m.head_in_band && m.headroom >= 0.0;
+    lines.push(Line::new(
+        "face_height",
+        Some(head_ok),
+        height(Some(spec)),
+        format!("{share} %"),
+        if m.headroom < 0.0 {
+            "the top of the head is cut off; leave room above it".to_owned()
+        } else if m.head_in_band {
+            format!("the face fills {share} % of the photo's height, within {band}")
+        } else {
+            format!("the face fills {share} % of the photo's height; this rule needs {band}")
+        },
+    ));
+    let side = if m.centre_offset < 0.0 {
+        "left"
+    } else {
+        "right"
+    };
+    let off = pct(m.centre_offset.abs());
+    lines.push(Line::new(
+        "face_centre",
+        Some(m.centred),
+        centre(Some(spec)),
+        format!("{off} % {side} of centre"),
+        if m.centred {
+            "the face is centred".to_owned()
+        } else {
+            format!(
+                "the face sits {off} % {side} of the centre; this rule allows {} %",
+                pct(spec.centre_tolerance)
+            )
+        },
+    ));
+    lines
+}
+
+/// A fraction as a whole percentage.
+fn pct(v: f64) -> i64 {
+    // Bounded: fractions of an image, and rule bands validated to 0–1.
+    (v * 100.0).round().clamp(-1000.0, 1000.0) as i64
 }
 
 /// Whether `rule` has lines that read text.

@@ -40,7 +40,7 @@ pub struct Line {
 }
 
 impl Line {
-    fn new(
+    pub(crate) fn new(
         rule: &str,
         passed: Option<bool>,
         expected: impl Into<String>,
@@ -96,9 +96,10 @@ impl Report {
     }
 }
 
-/// Whether checking against `rule` reads text (so the caller loads the OCR engine).
+/// Whether checking against `rule` needs the models [`OcrStage`] holds: lines that read text,
+/// or a photo's face lines (so the caller loads them).
 pub fn needs_ocr(rule: &RuleSpec) -> bool {
-    looks::reads_text(rule)
+    looks::reads_text(rule) || rule.kind == rythmiq_domain::DocumentKind::Photo
 }
 
 /// Why a file could not be checked at all.
@@ -144,7 +145,7 @@ pub fn check(
         orientation_line(&facts, rule),
         looks::background_line(&image, rule),
     ];
-    lines.extend(face_lines(&image, rule));
+    lines.extend(face_lines(&image, rule, ocr));
     lines.extend(text_lines(&image, rule, ocr));
     Ok(Report::new(&rule.slug, lines))
 }

@@ -54,9 +54,10 @@ pub async fn complete(
                     quality_cpu_seconds, pre_ocr_cpu_seconds, enhancement_cpu_seconds,
                     ocr_cpu_seconds, schema_cpu_seconds, upload_cpu_seconds,
                     input_file_size_bytes, output_file_size_bytes, quality_score, ocr_confidence,
-                    enhancement_skipped, page_count, startup_cpu_seconds)
+                    enhancement_skipped, page_count, startup_cpu_seconds, face_cpu_seconds,
+                    capture_cpu_seconds)
              SELECT id, $2, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27,
-                    input_bytes, $6, $28, $29, $30, 1, $31
+                    input_bytes, $6, $28, $29, $30, 1, $31, $33, $34
              FROM job
          )
          SELECT count(*) FROM task",
@@ -96,6 +97,8 @@ pub async fn complete(
     .bind(p.enhancement.is_none())
     .bind(cost.startup_cpu_seconds)
     .bind(out.report.as_ref().map(sqlx::types::Json))
+    .bind(stages_cpu(p, &["face", "frame"]))
+    .bind(stage_cpu(p, "capture"))
     .fetch_one(pool)
     .await?;
     Ok(finished == 1)
@@ -113,7 +116,16 @@ pub struct AttemptCost {
 
 /// A stage's CPU seconds (summed when it ran more than once); None when it did not run.
 fn stage_cpu(p: &Processed, name: &str) -> Option<f64> {
-    let mut found = p.stages.iter().filter(|s| s.name == name).peekable();
+    stages_cpu(p, &[name])
+}
+
+/// [`stage_cpu`] of several stages that share a column (FACE: finding the face, and framing).
+fn stages_cpu(p: &Processed, names: &[&str]) -> Option<f64> {
+    let mut found = p
+        .stages
+        .iter()
+        .filter(|s| names.contains(&s.name))
+        .peekable();
     found.peek()?;
     Some(found.map(|s| s.cpu_seconds).sum())
 }
