@@ -6,6 +6,7 @@ mod enqueue;
 pub mod error;
 pub mod events;
 pub mod extract;
+mod limiter;
 pub mod observe;
 pub mod openapi;
 pub mod routes;

@@ -2,9 +2,7 @@
 //! one line per requirement (`rythmiq check` over HTTP). No job, no stored file, no credit; the
 //! same per-minute limit as jobs, counted in this API process.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,45 +15,9 @@ use crate::auth::User;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Multipart;
 
-/// The window the per-user limit counts in, as for jobs.
-const WINDOW: Duration = Duration::from_secs(60);
-
-/// Users remembered at most; past it, users with no check in the window are dropped.
-const MAX_TRACKED: usize = 100_000;
-
-/// Checks per user in the last minute, in this API process. Checks leave no row to count (the
-/// jobs' limit counts job rows), and a sliding window over a few timestamps per user is all
-/// this needs, as for guest sessions.
-#[derive(Clone, Default)]
-pub struct CheckLimiter {
-    made: Arc<Mutex<HashMap<Uuid, VecDeque<Instant>>>>,
-}
-
-impl CheckLimiter {
-    /// Counts a check for `user` and returns `Ok`, or how long until one fits.
-    fn admit(&self, user: Uuid, limit: u32, now: Instant) -> Result<(), Duration> {
-        if limit == 0 {
-            return Ok(());
-        }
-        let mut made = self
-            .made
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if made.len() >= MAX_TRACKED {
-            made.retain(|_, times| times.back().is_some_and(|t| now - *t < WINDOW));
-        }
-        let times = made.entry(user).or_default();
-        while times.front().is_some_and(|t| now - *t >= WINDOW) {
-            times.pop_front();
-        }
-        if times.len() >= limit as usize {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now - oldest));
-        }
-        times.push_back(now);
-        Ok(())
-    }
-}
+/// Checks per user in the last minute (as for jobs), in this API process: checks leave no row to
+/// count; at most 100,000 users are remembered.
+pub type CheckLimiter = crate::limiter::SlidingWindow<Uuid, 60, 100_000>;
 
 /// Check a file against a portal rule without changing it: one line per requirement (format,
 /// pixels, DPI, size, colour, orientation, background, and for photos the face lines), each
@@ -98,6 +60,7 @@ pub async fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_limit_counts_per_user_in_a_sliding_minute() {

@@ -3,9 +3,7 @@
 //! who gets the starting credits on their first submission like any new user, limited per client
 //! address.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, State};
@@ -21,12 +19,6 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 /// How long a guest token lives: long enough to photograph, fit and download a set.
 pub const GUEST_TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
 
-/// The window the per-address limit counts in.
-const WINDOW: Duration = Duration::from_secs(3600);
-
-/// Addresses remembered at most; past it, addresses with no session in the window are dropped.
-const MAX_TRACKED: usize = 10_000;
-
 /// A new guest session.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GuestSession {
@@ -38,39 +30,9 @@ pub struct GuestSession {
     pub credits: i32,
 }
 
-/// Guest sessions opened per client address in the last hour, in this API process. A sliding
-/// window over a few timestamps per address is all this needs, so it is written here rather
-/// than taken from a rate-limiting crate built around per-request middleware.
-#[derive(Clone, Default)]
-pub struct GuestLimiter {
-    opened: Arc<Mutex<HashMap<IpAddr, VecDeque<Instant>>>>,
-}
-
-impl GuestLimiter {
-    /// Counts a session for `client` and returns `Ok`, or how long until one fits.
-    fn admit(&self, client: IpAddr, limit: u32, now: Instant) -> Result<(), Duration> {
-        if limit == 0 {
-            return Ok(());
-        }
-        let mut opened = self
-            .opened
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if opened.len() >= MAX_TRACKED {
-            opened.retain(|_, times| times.back().is_some_and(|t| now - *t < WINDOW));
-        }
-        let times = opened.entry(client).or_default();
-        while times.front().is_some_and(|t| now - *t >= WINDOW) {
-            times.pop_front();
-        }
-        if times.len() >= limit as usize {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now - oldest));
-        }
-        times.push_back(now);
-        Ok(())
-    }
-}
+/// Guest sessions opened per client address in the last hour, in this API process; at most
+/// 10,000 addresses are remembered.
+pub type GuestLimiter = crate::limiter::SlidingWindow<IpAddr, 3600, 10_000>;
 
 /// The address a limit applies to: an IPv6 client usually holds a whole /64, so it counts as one.
 fn client_key(addr: IpAddr) -> IpAddr {
@@ -162,7 +124,7 @@ mod tests {
         assert_eq!(wait, Err(Duration::from_secs(3600 - 120)));
         // Another address is not affected; the first fits again once its oldest has aged out.
         assert!(limiter.admit(IpAddr::from([10, 0, 0, 2]), 2, t0).is_ok());
-        assert!(limiter.admit(a, 2, t0 + WINDOW).is_ok());
+        assert!(limiter.admit(a, 2, t0 + GuestLimiter::WINDOW).is_ok());
     }
 
     #[test]
