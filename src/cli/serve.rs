@@ -30,6 +30,10 @@ pub struct ApiCommand {
     secret: config::JwtSecretArgs,
     #[command(flatten)]
     api: config::ApiArgs,
+    /// The face and OCR models, for the face and text lines of `POST /v1/checks`; when none are
+    /// configured or found, those lines say they were not checked.
+    #[command(flatten)]
+    models: config::ModelsDirArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
 }
@@ -123,17 +127,33 @@ fn on_signal() -> CancellationToken {
     token
 }
 
+/// How long the OCR of one file check may take in the API.
+const CHECK_OCR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn api(args: ApiCommand) -> anyhow::Result<ExitCode> {
     let secret = args
         .secret
         .get()
         .context("RYTHMIQ_JWT_SECRET must be set")?;
     let settings = args.api.settings(args.listen.clone(), secret)?;
-    let state = rythmiq_api::AppState::new(
+    let mut state = rythmiq_api::AppState::new(
         args.service.pool(db::Role::Api).await?,
         args.service.storage()?,
         settings.clone(),
     );
+    match models_dir(&args.models) {
+        // One thread: a check is one request's work, beside the API's own.
+        Ok(dir) => {
+            let models = OcrStage::load(dir, 1, CHECK_OCR_TIMEOUT).context("loading the models")?;
+            state = state.with_models(models);
+        }
+        // Configured but absent is an error (above); nowhere configured and none found: the
+        // API runs without them.
+        Err(e) if args.models.models_dir.is_none() => {
+            tracing::warn!(error = %e, "no models: file checks will not check faces or text");
+        }
+        Err(e) => return Err(e),
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
