@@ -288,6 +288,10 @@ impl Fleet {
                 "RYTHMIQ_STORAGE_DIR",
                 self.dir.path().join("objects").display().to_string(),
             )?;
+            // Workers run the pipeline and the API checks files: both load the models.
+            let models = std::env::var("RYTHMIQ_MODELS_DIR")
+                .unwrap_or_else(|_| repo().join("models").display().to_string());
+            pod.set("RYTHMIQ_MODELS_DIR", models)?;
         }
         Ok((pod, pod_name))
     }
@@ -320,10 +324,7 @@ impl Fleet {
     }
 
     async fn start_worker(&self) -> Result<Proc> {
-        let (mut pod, name) = self.pod("Deployment", "rythmiq-worker", "worker")?;
-        let models = std::env::var("RYTHMIQ_MODELS_DIR")
-            .unwrap_or_else(|_| repo().join("models").display().to_string());
-        pod.set("RYTHMIQ_MODELS_DIR", models)?;
+        let (pod, name) = self.pod("Deployment", "rythmiq-worker", "worker")?;
         self.start(
             pod,
             name,
