@@ -843,17 +843,11 @@ async fn post_check(
     file: Vec<u8>,
     portal: &str,
 ) -> Result<reqwest::Response> {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(file).file_name("photo.jpg"),
-        )
-        .text("portal", portal.to_owned());
     Ok(app
         .client
         .post(app.url("/v1/checks"))
         .bearer_auth(token)
-        .multipart(form)
+        .multipart(common::upload_form(file, portal))
         .send()
         .await?)
 }

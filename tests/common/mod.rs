@@ -335,12 +335,7 @@ impl TestApp {
         portal: &str,
         idempotency_key: Option<&str>,
     ) -> Result<reqwest::Response> {
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(file).file_name("photo.jpg"),
-            )
-            .text("portal", portal.to_owned());
+        let form = upload_form(file, portal);
         let mut req = self
             .client
             .post(self.url("/v1/jobs"))
@@ -562,6 +557,16 @@ pub fn dev_command(data: &Path) -> Command {
     .env("NO_COLOR", "1")
     .stdout(Stdio::piped());
     cmd
+}
+
+/// The multipart form of one upload (`POST /v1/jobs`, `POST /v1/checks`): `file` and `portal`.
+pub fn upload_form(file: Vec<u8>, portal: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name("photo.jpg"),
+        )
+        .text("portal", portal.to_owned())
 }
 
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
