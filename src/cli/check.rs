@@ -63,7 +63,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     // The models load only for rules with lines that read text or find the face: the rest
     // need none.
-    let ocr = if check::needs_ocr(&rule) {
+    let ocr = if check::needs_models(&rule) {
         Some(OcrStage::load(
             super::serve::models_dir(&args.ocr.models)?,
             0,

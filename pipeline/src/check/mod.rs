@@ -98,7 +98,7 @@ impl Report {
 
 /// Whether checking against `rule` needs the models [`OcrStage`] holds: lines that read text,
 /// or a photo's face lines (so the caller loads them).
-pub fn needs_ocr(rule: &RuleSpec) -> bool {
+pub fn needs_models(rule: &RuleSpec) -> bool {
     looks::reads_text(rule) || rule.kind == rythmiq_domain::DocumentKind::Photo
 }
 
