@@ -567,6 +567,69 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
     Ok(())
 }
 
+/// A finished job is announced exactly once on the jobs channel: a completion by the worker
+/// after its commit (the trigger stays quiet for it), a failure by the trigger; a stale
+/// attempt's completion, which records nothing, announces nothing.
+#[tokio::test]
+async fn each_finished_job_is_announced_once() -> Result<()> {
+    let app = TestApp::spawn().await?;
+    let pool = rythmiq_shared::db::connect_as(&app.db_url, 5, Role::Worker).await?;
+    let mut listener = sqlx::postgres::PgListener::connect(&app.db_url).await?;
+    listener
+        .listen(rythmiq_shared::db::JOB_EVENTS_CHANNEL)
+        .await?;
+    let pipeline = rythmiq_worker::job::Pipeline::new(app.storage.clone(), ocr_stage());
+    let cost = outcome::AttemptCost {
+        cold: false,
+        wall_seconds: 1.0,
+        startup_cpu_seconds: 0.0,
+    };
+    let worker = "announcer";
+    heartbeat::register(&pool, worker).await?;
+    let ctx = WorkerContext::new(worker);
+
+    app.submit_ok(photo_jpeg(400, 500, 71), "neet-ug-2026-photo")
+        .await?;
+    let done = claim::claim(&pool, &ctx)
+        .await?
+        .context("a task to complete")?;
+    let out = pipeline.run(&done.input).await?;
+    assert!(outcome::complete(&pool, worker, &done, &out, &cost).await?);
+    assert!(
+        !outcome::complete(&pool, worker, &done, &out, &cost).await?,
+        "the second completion of one attempt is stale"
+    );
+
+    app.submit_ok(photo_jpeg(400, 500, 72), "neet-ug-2026-photo")
+        .await?;
+    let failed = claim::claim(&pool, &ctx).await?.context("a task to fail")?;
+    let state = outcome::fail(
+        &pool,
+        worker,
+        &failed,
+        ErrorCode::DecodeFailed,
+        false,
+        "not an image",
+        Duration::ZERO,
+    )
+    .await?;
+    assert_eq!(state, Some("failed"));
+
+    // Everything announced until the channel has been quiet for a second.
+    let mut heard = Vec::new();
+    while let Ok(n) = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await {
+        heard.push(n?.payload().to_owned());
+    }
+    assert_eq!(
+        heard,
+        vec![
+            format!("{}:completed", done.input.job_id),
+            format!("{}:failed", failed.input.job_id),
+        ]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_worker_refuses_to_start_on_an_apalis_schema_it_was_not_written_for() -> Result<()> {
     let app = TestApp::spawn().await?;

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use rythmiq_shared::db::JOB_EVENTS_CHANNEL;
 use rythmiq_shared::domain::ErrorCode;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
@@ -19,9 +20,13 @@ use rythmiq_pipeline::Processed;
 
 /// Marks the task done and the job completed, with its output, its `documents` row and its
 /// `cpu_metrics` row, in one statement (one round trip, one transaction: completion is the
-/// queue's hot path). Returns false when the task is no longer held by this attempt (it was
-/// re-queued while we ran), and then records nothing: the job's updates read the fenced task
-/// update's result.
+/// queue's hot path), then announces the job to `?wait=` clients ([`announce`]). Returns false
+/// when the task is no longer held by this attempt (it was re-queued while we ran), and then
+/// records nothing: the job's updates read the fenced task update's result.
+///
+/// The statement tells the jobs trigger not to NOTIFY (`rythmiq.notify_after_commit`): a
+/// notifying commit holds Postgres' NOTIFY lock through its WAL flush, which made every
+/// worker's completions commit one after another instead of sharing flushes.
 pub async fn complete(
     pool: &PgPool,
     worker: &str,
@@ -59,8 +64,10 @@ pub async fn complete(
              SELECT id, $2, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27,
                     input_bytes, $6, $28, $29, $30, 1, $31, $33, $34
              FROM job
+         ), announced_after_commit AS (
+             SELECT set_config('rythmiq.notify_after_commit', 'on', true)
          )
-         SELECT count(*) FROM task",
+         SELECT count(*) FROM task CROSS JOIN announced_after_commit",
     )
     .bind(holder.task_id)
     .bind(holder.worker)
@@ -101,7 +108,26 @@ pub async fn complete(
     .bind(stage_cpu(p, "capture"))
     .fetch_one(pool)
     .await?;
+    if finished == 1 {
+        announce(pool, started.input.job_id, "completed").await;
+    }
     Ok(finished == 1)
+}
+
+/// Tells `?wait=` clients that `job` reached `state`, as the jobs trigger would, in a
+/// transaction that does not wait for its WAL flush: it holds the NOTIFY lock only for the
+/// commit itself. The job's state is already durable; if this is lost (a crash in between),
+/// a waiter reads the finished job when its wait runs out, so a failure is only logged.
+async fn announce(pool: &PgPool, job: Uuid, state: &str) {
+    let sent =
+        sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
+            .bind(JOB_EVENTS_CHANNEL)
+            .bind(format!("{job}:{state}"))
+            .execute(pool)
+            .await;
+    if let Err(e) = sent {
+        tracing::warn!(%job, error = %e, "could not announce a finished job to waiting clients");
+    }
 }
 
 /// How an attempt ran, for `cpu_metrics`.
