@@ -427,6 +427,15 @@ async fn presumed_dead_and_rerun(
     Ok((first, second))
 }
 
+/// The cost of a warm attempt of a second, for outcomes recorded by hand.
+fn warm_attempt() -> outcome::AttemptCost {
+    outcome::AttemptCost {
+        cold: false,
+        wall_seconds: 1.0,
+        startup_cpu_seconds: 0.0,
+    }
+}
+
 /// Everything a woken stale attempt may try to record; none of it may land.
 async fn stale_attempt_tries_every_outcome(
     pool: &sqlx::PgPool,
@@ -436,11 +445,7 @@ async fn stale_attempt_tries_every_outcome(
 ) -> Result<()> {
     let mut stale_out = out.clone();
     stale_out.filename = "stale.jpg".into();
-    let cost = outcome::AttemptCost {
-        cold: false,
-        wall_seconds: 1.0,
-        startup_cpu_seconds: 0.0,
-    };
+    let cost = warm_attempt();
     assert!(
         !outcome::complete(pool, worker, stale, &stale_out, &cost).await?,
         "a stale attempt completed the job"
@@ -491,11 +496,7 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
     let app = TestApp::spawn().await?;
     let pool = rythmiq_shared::db::connect_as(&app.db_url, 5, Role::Worker).await?;
     let pipeline = rythmiq_worker::job::Pipeline::new(app.storage.clone(), ocr_stage());
-    let cost = outcome::AttemptCost {
-        cold: false,
-        wall_seconds: 1.0,
-        startup_cpu_seconds: 0.0,
-    };
+    let cost = warm_attempt();
     // The re-run by another slot of the same worker (same name), and by another worker.
     let mut seed = 40;
     for rerun in ["worker-a", "worker-b"] {
@@ -579,11 +580,7 @@ async fn each_finished_job_is_announced_once() -> Result<()> {
         .listen(rythmiq_shared::db::JOB_EVENTS_CHANNEL)
         .await?;
     let pipeline = rythmiq_worker::job::Pipeline::new(app.storage.clone(), ocr_stage());
-    let cost = outcome::AttemptCost {
-        cold: false,
-        wall_seconds: 1.0,
-        startup_cpu_seconds: 0.0,
-    };
+    let cost = warm_attempt();
     let worker = "announcer";
     heartbeat::register(&pool, worker).await?;
     let ctx = WorkerContext::new(worker);
