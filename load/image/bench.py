@@ -213,6 +213,7 @@ def main():
             odata = open(o["output"], "rb").read() if o.get("status") == "ok" else None
             row["rythmiq"] = {"cpu_s": o["cpu_s"], "path": o.get("path"), "error": o.get("error_code"),
                               "stages": o.get("stages"), "warnings": o.get("warnings"),
+                              "capture_cpu_s": o.get("capture_cpu_s"),
                               "reasons": check(odata, rule)}
             # libvips in-process: warm-up, then the median of reps.
             vips_fit(data, rule)
@@ -276,7 +277,23 @@ def summary(rows, rules, magick_startup):
         cells = [f"{statistics.mean(r[t]['cpu_s'] for r in rs) * 1000:.1f} ms, "
                  f"{sum(not r[t]['reasons'] for r in rs)}/{len(rs)}" for t in tools]
         out.append(f"| {rule['slug']} | " + " | ".join(cells) + " |")
+    out += capture_summary(rows)
     return "\n".join(out)
+
+
+def capture_summary(rows):
+    """CAPTURE's CPU on the document rules: ours with it (as run) and without it (the rest)."""
+    rs = [r for r in rows if r["rythmiq"].get("capture_cpu_s") is not None]
+    if not rs:
+        return []
+    out = ["", "## CAPTURE (ms CPU, mean over the document rules)", "",
+           "| image | pixels | ours | of which CAPTURE | ours less CAPTURE |", "|---|---|---:|---:|---:|"]
+    for name in dict.fromkeys(r["image"] for r in rs):
+        ri = [r for r in rs if r["image"] == name]
+        on = statistics.mean(r["rythmiq"]["cpu_s"] for r in ri) * 1000
+        cap = statistics.mean(r["rythmiq"]["capture_cpu_s"] for r in ri) * 1000
+        out.append(f"| {name} | {ri[0]['dims']} | {on:.1f} | {cap:.1f} | {on - cap:.1f} |")
+    return out
 
 
 if __name__ == "__main__":

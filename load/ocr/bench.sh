@@ -7,7 +7,8 @@
 # prints CER and CPU-seconds per page (median) for both. The real scans
 # (load/ocr/fetch-scans.sh: scikit-image's page.png and OCRmyPDF's linn.png,
 # typewriter.png and c03-29 page; references and licences in load/ocr/scans/)
-# are read in the same run and reported with them.
+# are read in the same run and reported with them. Then load/capture/bench.sh: phone captures
+# read raw and after CAPTURE, with their CPU per page.
 #
 # Usage: load/ocr/bench.sh [--threads N] [--keep DIR] [--no-tesseract]
 #   --keep DIR  keep the rendered pages (PNG) and their reference text there
@@ -29,4 +30,15 @@ scans=()
 for s in skimage-page.png linn.png typewriter.png c03-29.jpg; do
   scans+=(--scan "target/ocr-scans/$s=load/ocr/scans/${s%.*}.txt")
 done
-exec target/release/examples/ocr_eval "${scans[@]}" "$@"
+target/release/examples/ocr_eval "${scans[@]}" "$@"
+
+# The capture path beside the pages above: phone captures of rendered pages read raw (the path
+# without CAPTURE) and after CAPTURE, line recall, CER and CPU per page, and the same with
+# Tesseract (load/capture/README.md; its last line sums up both paths).
+echo
+echo "phone captures (load/capture/bench.sh): raw frame vs CAPTURE + OCR of the flattened page"
+capture_args=()
+for a in "$@"; do
+  if [ "$a" = --no-tesseract ]; then capture_args+=(--no-tesseract); fi
+done
+bash load/capture/bench.sh "${capture_args[@]}"

@@ -61,23 +61,26 @@ pub fn rec_width(crop: &RgbImage) -> u32 {
 /// at 0.55 it fails (0.0164; `load/ocr/README.md`).
 pub const REC_SQUEEZE: f32 = 0.7;
 
-/// Width a crop is given for the recogniser: [`rec_width`] × [`REC_SQUEEZE`].
-fn rec_input_width(crop: &RgbImage) -> u32 {
-    ((rec_width(crop) as f32 * REC_SQUEEZE).ceil() as u32).max(8)
+/// Width a crop is given for the recogniser: [`rec_width`] × `squeeze`.
+fn rec_input_width(crop: &RgbImage, squeeze: f32) -> u32 {
+    ((rec_width(crop) as f32 * squeeze).ceil() as u32).max(8)
 }
 
-/// Builds one recognition batch: crops scaled to height 48 and to
-/// [`REC_SQUEEZE`] of the width that keeps their aspect,
-/// normalised to [-1, 1], right-padded with 0 (mid-grey, like PP-OCR) to the
-/// widest crop in the batch rounded up to a multiple of 8.
-pub fn rec_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
-    let max_w = crops.iter().map(|c| rec_input_width(c)).max().unwrap_or(8);
+/// Builds one recognition batch: crops scaled to height 48 and to `squeeze` (normally
+/// [`REC_SQUEEZE`]) of the width that keeps their aspect, normalised to [-1, 1], right-padded
+/// with 0 (mid-grey, like PP-OCR) to the widest crop in the batch rounded up to a multiple of 8.
+pub fn rec_batch(crops: &[&RgbImage], squeeze: f32) -> NdTensor<f32, 4> {
+    let max_w = crops
+        .iter()
+        .map(|c| rec_input_width(c, squeeze))
+        .max()
+        .unwrap_or(8);
     let bw = max_w.div_ceil(8) * 8;
     let (bh, bwu) = (REC_HEIGHT as usize, bw as usize);
     let plane = bh * bwu;
     let mut data = vec![0f32; crops.len() * 3 * plane];
     for (n, crop) in crops.iter().enumerate() {
-        let rw = rec_input_width(crop).min(bw);
+        let rw = rec_input_width(crop, squeeze).min(bw);
         let r = resized(crop, rw, REC_HEIGHT);
         let base = n * 3 * plane;
         for (x, y, px) in r.enumerate_pixels() {

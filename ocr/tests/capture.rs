@@ -100,6 +100,51 @@ fn a_12_megapixel_landscape_capture_reads_every_line() {
 }
 
 #[test]
+fn raw_frames_under_a_deep_shadow_read_every_line() {
+    // A 60 % shadow over one corner leaves that corner's paper at ~40 % of the rest: the raw
+    // frame (no CAPTURE before the OCR) must still give up every line of it.
+    let base = capture::Spec {
+        shadow: 0.6,
+        ..capture::Spec::phone()
+    };
+    let cases = [
+        (
+            "2250×3000, tilt -5 %, -4°",
+            capture::Spec {
+                frame_w: 2250,
+                frame_h: 3000,
+                tilt: -0.05,
+                rotate_deg: -4.0,
+                seed: 21,
+                ..base
+            },
+            6,
+        ),
+        (
+            "3000×4000, tilt 6 %, 3°",
+            capture::Spec { seed: 2, ..base },
+            3,
+        ),
+        (
+            "4000×3000, page 50 %, tilt 3 %, 2°",
+            capture::Spec {
+                frame_w: 4000,
+                frame_h: 3000,
+                page_frac: 0.5,
+                tilt: 0.03,
+                rotate_deg: 2.0,
+                seed: 8,
+                ..base
+            },
+            10,
+        ),
+    ];
+    for (name, spec, start) in cases {
+        assert_reads_every_line(name, spec, start);
+    }
+}
+
+#[test]
 fn lines_below_the_confidence_floor_are_reported_not_dropped() {
     let lines = capture::document_lines(2);
     let page = capture::document_page(&lines[..4]);

@@ -98,6 +98,8 @@ fn main() {
         .expect("the aadhaar-update-document rule");
     let ocr = OcrStage::load(support::models_dir(), 1, Duration::from_secs(600))
         .unwrap_or_else(|e| panic!("{e} (run scripts/fetch-models.sh)"));
+    // Per capture: (raw recall, raw CPU), (flattened recall, CAPTURE CPU + flattened OCR CPU).
+    let mut totals: Vec<[f64; 4]> = Vec::new();
     for (name, spec, start) in specs().into_iter().take(n) {
         let lines = shoot::document_lines(start);
         let shot = shoot::capture(&shoot::document_page(&lines), &spec);
@@ -135,6 +137,13 @@ fn main() {
         };
         let raw = read(&frame);
         let flattened = read(&flat);
+        let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        totals.push([
+            num(&raw, "line_recall"),
+            num(&raw, "cpu_seconds"),
+            num(&flattened, "line_recall"),
+            capture_cpu + num(&flattened, "cpu_seconds"),
+        ]);
         println!(
             "{}",
             json!({
@@ -145,6 +154,24 @@ fn main() {
                 "capture_cpu_seconds": capture_cpu,
                 "ocr_raw_frame": raw,
                 "ocr_flattened": flattened,
+            })
+        );
+    }
+    if !totals.is_empty() {
+        let col = |k: usize| totals.iter().map(|t| t[k]).collect::<Vec<_>>();
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        // One summary line, beside the JSON lines: the current path (OCR of the raw frame)
+        // against CAPTURE + OCR of the flattened page, per page.
+        println!(
+            "{}",
+            json!({
+                "summary": totals.len(),
+                "raw_frame": {"mean_line_recall": mean(col(0)), "median_cpu_seconds": median(col(1))},
+                "capture_then_ocr": {"mean_line_recall": mean(col(2)), "median_cpu_seconds": median(col(3))},
             })
         );
     }

@@ -3,7 +3,8 @@
 //! Runs `pipeline::process_image` (what `rythmiq process` and the worker run, without OCR) on every
 //! IMAGE for every seeded portal rule (or those named with `--portal`): one warm-up call, then
 //! `--reps` timed calls. The cost is the process's CPU time (all threads: the decode runs on a
-//! thread of its own), the median over the timed calls. Prints one JSON object per line and
+//! thread of its own), the median over the timed calls; for document rules `capture_cpu_s` is
+//! CAPTURE's part of it (its stage CPU, median). Prints one JSON object per line and
 //! writes the last output to `--out`/`<image stem>__<slug>.<ext>`.
 //!
 //! `cargo run --release -p rythmiq-pipeline --example fit_bench -- --out DIR [--reps N]
@@ -117,11 +118,21 @@ fn main() -> ExitCode {
             let _ = pipeline::process_image(&bytes, rule, &limits, None);
             let (mut cpu, mut wall) = (Vec::new(), Vec::new());
             let mut last = None;
+            // CAPTURE's share (document rules): what the document path costs beyond the fit.
+            let mut capture = Vec::new();
             for _ in 0..args.reps.max(1) {
                 let (c, w) = (ProcessTime::now(), Instant::now());
                 let outcome = pipeline::process_image(&bytes, rule, &limits, None);
                 cpu.push(c.elapsed().as_secs_f64());
                 wall.push(w.elapsed().as_secs_f64());
+                if let Ok(p) = &outcome {
+                    capture.extend(
+                        p.stages
+                            .iter()
+                            .filter(|s| s.name == "capture")
+                            .map(|s| s.cpu_seconds),
+                    );
+                }
                 last = Some(outcome);
             }
             let mut line = json!({
@@ -131,6 +142,9 @@ fn main() -> ExitCode {
                 "cpu_s": median(cpu),
                 "wall_s": median(wall),
             });
+            if !capture.is_empty() {
+                line["capture_cpu_s"] = json!(median(capture));
+            }
             match last {
                 Some(Ok(p)) => {
                     let file = args.out.join(format!(

@@ -43,7 +43,12 @@ struct Shot {
 
 fn shoot(spec: shoot::Spec, start: usize) -> Shot {
     let lines = shoot::document_lines(start);
-    let c = shoot::capture(&shoot::document_page(&lines), &spec);
+    shoot_page(spec, &shoot::document_page(&lines), lines)
+}
+
+/// Photographs `page`, whose text is `lines`.
+fn shoot_page(spec: shoot::Spec, page: &RgbImage, lines: Vec<String>) -> Shot {
+    let c = shoot::capture(page, &spec);
     let frame = image::load_from_memory(&c.jpeg).unwrap().into_rgb8();
     Shot {
         lines,
@@ -73,7 +78,13 @@ fn paper_spread(img: &RgbImage) -> f32 {
 }
 
 fn check_capture(name: &str, spec: shoot::Spec, start: usize) {
-    let shot = shoot(spec, start);
+    // The certificate-like test document: A4.
+    check_shot(name, spec, shoot(spec, start), 1754.0 / 1240.0);
+}
+
+/// CAPTURE on `shot` (of a page `aspect` = height / width): found, flattened to the page's
+/// proportions, evenly lit, and read in full.
+fn check_shot(name: &str, spec: shoot::Spec, shot: Shot, aspect_want: f32) {
     let mut warnings = Vec::new();
     let (flat, report) = capture::capture(shot.frame.clone(), &rule(), &mut warnings);
     assert_eq!(report.outcome, "page", "{name}: {warnings:?}");
@@ -85,11 +96,11 @@ fn check_capture(name: &str, spec: shoot::Spec, start: usize) {
         let d = ((f[0] - t[0]).powi(2) + (f[1] - t[1]).powi(2)).sqrt();
         assert!(d <= tol, "{name}: corner {f:?} is {d:.1} px from {t:?}");
     }
-    // The page's own proportions (A4).
+    // The page's own proportions.
     let aspect = flat.height() as f32 / flat.width() as f32;
     assert!(
-        (aspect / (1754.0 / 1240.0) - 1.0).abs() < 0.02,
-        "{name}: aspect {aspect}"
+        (aspect / aspect_want - 1.0).abs() < 0.02,
+        "{name}: aspect {aspect}, not {aspect_want}"
     );
     // Even lighting: the shadow and the cast are gone, paper is white.
     let before = paper_spread(&shot.frame.view_crop(&found));
@@ -98,11 +109,21 @@ fn check_capture(name: &str, spec: shoot::Spec, start: usize) {
         after < 1.1,
         "{name}: paper spread {after:.3} (photo {before:.3})"
     );
-    let centre = flat.get_pixel(flat.width() / 2, flat.height() - 40);
-    assert!(
-        centre.0.iter().all(|&v| v >= 235),
-        "{name}: paper {centre:?}"
-    );
+    // White paper at the bottom margin's centre, towards the shadowed corner: the median of a
+    // 32-px patch per channel (one pixel of JPEG noise, amplified where the shadow was deep,
+    // may dip below), within 10 % of the 250 CAPTURE gives paper, as the spread above. Under
+    // a 60 % shadow it comes out at ~236: the background estimate's maximum filter leans
+    // towards the brighter side of a steep shadow.
+    let patch = |c: usize| {
+        let mut v: Vec<u8> = (0..32)
+            .flat_map(|dy| (0..32).map(move |dx| (dx, dy)))
+            .map(|(dx, dy)| flat.get_pixel(flat.width() / 2 - 16 + dx, flat.height() - 56 + dy)[c])
+            .collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let paper = [0, 1, 2].map(patch);
+    assert!(paper.iter().all(|&v| v >= 225), "{name}: paper {paper:?}");
     // The flattened page reads in full.
     let page = ocr()
         .document(&flat, &Budget::new(Duration::from_secs(120)))
@@ -156,6 +177,111 @@ fn tilted_shadowed_captures_are_found_flattened_lit_and_read_in_full() {
         },
         6,
     );
+}
+
+/// Every page the OCR accuracy tests render (`ocr/tests/accuracy.rs`: the serif, sans and mono
+/// pages, the reading-order page, the 14-line page of the flipped-line test, upright) and the
+/// certificate the CLI tests upload, photographed once each, the set spanning tilts (−6 to
+/// +6 %), rotations (−3 to 4°), shadows (none to 60 %), seeds and frame sizes: each is found,
+/// flattened, evenly lit and read in full. The certificate-like test document has its own tests
+/// above.
+#[test]
+fn every_rendered_test_page_is_found_flattened_lit_and_read_in_full() {
+    // The pages are landscape (1200 × 700): at 90 % of the frame's width they still cover the
+    // rule's 1240 × 1754 at 150 dpi (smaller, CAPTURE rightly warns about small print).
+    let base = shoot::Spec {
+        frame_w: 2250,
+        frame_h: 3000,
+        page_frac: 0.9,
+        ..shoot::Spec::phone()
+    };
+    let rendered = |font: &str, start: usize| {
+        let p = render::page(&render::font(font), 26.0, 1200, 700, start);
+        let lines: Vec<String> = p.text.lines().map(str::to_owned).collect();
+        (p.image, lines)
+    };
+    let fourteen = {
+        let font = render::font("DejaVuSans.ttf");
+        let lines = render::wrap_corpus(&font, 26.0, 1200.0 * 0.88, 4, 14);
+        (render::render_lines(&font, 26.0, &lines, 1200, 900), lines)
+    };
+    let certificate = {
+        let png = render::certificate_png(44.0, "");
+        let page = image::load_from_memory(&png).unwrap().into_rgb8();
+        let lines: Vec<String> = render::CERTIFICATE.iter().map(|l| l.to_string()).collect();
+        (page, lines)
+    };
+    let cases = [
+        (
+            "serif, tilt 6 %, 3°, shadow 45 %",
+            rendered("DejaVuSerif.ttf", 0),
+            shoot::Spec { seed: 31, ..base },
+        ),
+        (
+            "sans, tilt −6 %, −3°, shadow 60 %",
+            rendered("DejaVuSans.ttf", 7),
+            shoot::Spec {
+                tilt: -0.06,
+                rotate_deg: -3.0,
+                shadow: 0.6,
+                seed: 32,
+                ..base
+            },
+        ),
+        (
+            "mono, tilt 3 %, 4°, shadow 30 %",
+            rendered("DejaVuSansMono.ttf", 13),
+            shoot::Spec {
+                tilt: 0.03,
+                rotate_deg: 4.0,
+                shadow: 0.3,
+                seed: 33,
+                ..base
+            },
+        ),
+        (
+            "sans (reading order), 3000×4000, tilt −2 %, 1°, no shadow",
+            rendered("DejaVuSans.ttf", 3),
+            shoot::Spec {
+                frame_w: 3000,
+                frame_h: 4000,
+                tilt: -0.02,
+                rotate_deg: 1.0,
+                shadow: 0.0,
+                seed: 34,
+                ..base
+            },
+        ),
+        (
+            "14 lines, tilt 5 %, −2°, shadow 60 %",
+            fourteen,
+            shoot::Spec {
+                tilt: 0.05,
+                rotate_deg: -2.0,
+                shadow: 0.6,
+                seed: 35,
+                ..base
+            },
+        ),
+        (
+            "certificate, 4000×3000, page 50 %, tilt −4 %, 2°, shadow 50 %",
+            certificate,
+            shoot::Spec {
+                frame_w: 4000,
+                frame_h: 3000,
+                page_frac: 0.5,
+                tilt: -0.04,
+                rotate_deg: 2.0,
+                shadow: 0.5,
+                seed: 36,
+                ..base
+            },
+        ),
+    ];
+    for (name, (page, lines), spec) in cases {
+        let aspect = page.height() as f32 / page.width() as f32;
+        check_shot(name, spec, shoot_page(spec, &page, lines), aspect);
+    }
 }
 
 #[test]
