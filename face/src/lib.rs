@@ -208,6 +208,12 @@ impl Detector {
         }
     }
 
+    /// The same model on a pool of `threads` threads of its own (at least one): one, for a
+    /// caller that runs as many jobs as there are cores, as the worker does.
+    pub fn with_threads(&self, threads: usize) -> Self {
+        self.with_pool(Arc::new(ThreadPool::with_num_threads(threads.max(1))))
+    }
+
     /// Faces in `img` with the default options, largest first.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Face>, FaceError> {
         self.detect_with(img, &DetectOptions::default())
