@@ -177,7 +177,8 @@ pub fn process_image_with_face(
     limits: &DecodeLimits,
     detector: &rythmiq_face::Detector,
 ) -> Result<Processed, Error> {
-    process_on_this_thread(input, rule, limits, None, Some(detector))
+    // On the detector's pool, so that a one-thread pool runs the inference inline.
+    detector.install(|| process_on_this_thread(input, rule, limits, None, Some(detector)))
 }
 
 fn process_on_this_thread(
