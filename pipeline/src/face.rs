@@ -17,11 +17,6 @@ use crate::Error;
 /// ambiguous (two people); smaller ones (a face on a poster behind) are ignored.
 pub const SIMILAR_FACE_AREA: f32 = 0.5;
 
-/// Long side of the first search for the face to frame by ([`find_to_frame`]): half the
-/// default's area, so about half its cost, with a portrait's face still ~70 px across; the second look
-/// on the first framing ([`frame_refined`]) gives the landmarks the framing keeps.
-pub const LOCATE_SIDE: u32 = 224;
-
 /// Long side of the second, finer search for a face (see [`main_face`]).
 pub const FINE_SIDE: u32 = 960;
 
@@ -70,11 +65,7 @@ impl FaceMeasure {
 /// When nothing is found at the detector's default size, a photo larger than that is searched
 /// again at up to [`FINE_SIDE`] pixels: a distant selfie's face is then ~2.3× larger to the model.
 pub fn main_face(detector: &Detector, img: &RgbImage) -> Result<Face, Error> {
-    main_face_at(detector, img, DetectOptions::default())
-}
-
-/// [`main_face`] with the first search at `coarse` (its `max_side`).
-fn main_face_at(detector: &Detector, img: &RgbImage, coarse: DetectOptions) -> Result<Face, Error> {
+    let coarse = DetectOptions::default();
     let mut faces = detector.detect_with(img, &coarse).map_err(Error::Face)?;
     if faces.is_empty() && img.width().max(img.height()) > coarse.max_side {
         let fine = DetectOptions {
@@ -94,19 +85,6 @@ fn main_face_at(detector: &Detector, img: &RgbImage, coarse: DetectOptions) -> R
         return Err(Error::MultipleFaces { count: similar });
     }
     Ok(first.clone())
-}
-
-/// [`main_face`] for framing: a cheaper first search (at [`LOCATE_SIDE`]), whose face only has to
-/// be good enough for [`frame_refined`] to look again.
-pub fn find_to_frame(detector: &Detector, img: &RgbImage) -> Result<Face, Error> {
-    main_face_at(
-        detector,
-        img,
-        DetectOptions {
-            max_side: LOCATE_SIDE,
-            ..DetectOptions::default()
-        },
-    )
 }
 
 /// Where the one face of `img` sits against `spec` (fails as [`main_face`] does).

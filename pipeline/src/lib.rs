@@ -248,7 +248,7 @@ fn process_on_this_thread(
     let found = match (&rule.face, detector) {
         (Some(spec), Some(d)) => {
             let dims = image.dimensions();
-            let found = clock.stage("face", || face::find_to_frame(d, &image))?;
+            let found = clock.stage("face", || face::main_face(d, &image))?;
             let finer = finer_for_face(input, limits, spec, (tw, th), &found, dims)?;
             Some((found, dims, finer))
         }
