@@ -22,8 +22,11 @@ fn main() -> Result<(), String> {
     } else {
         img
     };
-    let det = Detector::load(&PathBuf::from("models")).map_err(|e| e.to_string())?;
-    for side in [320u32, 416, 640, 960] {
+    // One thread, as a worker slot runs it.
+    let det = Detector::load(&PathBuf::from("models"))
+        .map_err(|e| e.to_string())?
+        .with_threads(1);
+    for side in [160u32, 224, 256, 320, 416, 640, 960] {
         let opts = DetectOptions {
             max_side: side,
             ..DetectOptions::default()

@@ -208,6 +208,22 @@ impl Detector {
         }
     }
 
+    /// The same model on a pool of `threads` threads of its own (at least one): one, for a
+    /// caller that runs as many jobs as there are cores, as the worker does.
+    pub fn with_threads(&self, threads: usize) -> Self {
+        self.with_pool(Arc::new(ThreadPool::with_num_threads(threads.max(1))))
+    }
+
+    /// Runs `op` on this detector's pool (the calling thread waits), so that with one thread the
+    /// inference it starts runs inline, as a worker slot's job does on its OCR engine's pool;
+    /// without a pool of its own, on the calling thread.
+    pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.run(op),
+            None => op(),
+        }
+    }
+
     /// Faces in `img` with the default options, largest first.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Face>, FaceError> {
         self.detect_with(img, &DetectOptions::default())

@@ -5,6 +5,8 @@
 # A4 PNG scans; see make_corpus.py), then, per image and seeded portal rule, in one run:
 #   - ours:   `pipeline::process_image` (the code `rythmiq process` runs, no OCR) via the
 #             pipeline's `fit_bench` example, process CPU time, median of --reps after a warm-up;
+#             rules with a `[face]` table get only the portraits, framed by the face detector,
+#             and are timed again with the framing off (the fast path) for summary.md;
 #   - libvips `thumbnail` in-process through pyvips (warmed up, operation cache off);
 #   - ImageMagick `convert … -define jpeg:extent=` (a process per call; start-up reported apart).
 # Every output goes through one independent checker (bench.py): format, exact pixel size, DPI,
@@ -22,6 +24,9 @@ mkdir -p "$WORK"
 # The corpus, and the Python dependencies it installed (pyvips).
 CORPUS=$(bash load/image/corpus.sh)
 export PYTHONPATH="$WORK/pydeps${PYTHONPATH:+:$PYTHONPATH}"
+
+# The face detector, which the rules with a `[face]` table frame the portraits by (idempotent).
+bash scripts/fetch-models.sh >&2
 
 cargo build --release -p rythmiq-pipeline --example fit_bench
 OUT="$WORK/out"

@@ -7,6 +7,11 @@
 //! CAPTURE's part of it (its stage CPU, median). Prints one JSON object per line and
 //! writes the last output to `--out`/`<image stem>__<slug>.<ext>`.
 //!
+//! Rules with a `[face]` table are framed by the face, with the face detector the worker runs
+//! (CenterFace, on one thread as a worker slot runs it; models from the usual directories,
+//! `scripts/fetch-models.sh`): `cpu_s` is that path, and `fast_cpu_s` the same image and rule
+//! with the framing off (the subject crop), so the face path's cost reads beside it.
+//!
 //! `cargo run --release -p rythmiq-pipeline --example fit_bench -- --out DIR [--reps N]
 //! [--portal SLUG]... IMAGE...`; `--list-rules` prints the rules instead.
 
@@ -15,7 +20,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cpu_time::ProcessTime;
-use rythmiq_pipeline::{self as pipeline, decode::DecodeLimits};
+use rythmiq_face::Detector;
+use rythmiq_pipeline::{self as pipeline, Processed, decode::DecodeLimits};
 use serde_json::json;
 
 struct Args {
@@ -61,6 +67,45 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// One warm-up call (pages in the code and the allocator's arenas), then `reps` timed calls:
+/// median CPU and wall seconds, and the last outcome.
+/// The medians of `reps` timed calls of `f` after one warm-up (which pages in the code and the
+/// allocator's arenas), and the last call's outcome.
+struct Timed {
+    cpu: f64,
+    wall: f64,
+    /// CAPTURE's stage CPU (document rules), when it ran.
+    capture: Option<f64>,
+    last: Option<Result<Processed, pipeline::Error>>,
+}
+
+fn timed(reps: usize, f: impl Fn() -> Result<Processed, pipeline::Error>) -> Timed {
+    let _ = f();
+    let (mut cpu, mut wall, mut capture) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for _ in 0..reps.max(1) {
+        let (c, w) = (ProcessTime::now(), Instant::now());
+        let outcome = f();
+        cpu.push(c.elapsed().as_secs_f64());
+        wall.push(w.elapsed().as_secs_f64());
+        if let Ok(p) = &outcome {
+            capture.extend(
+                p.stages
+                    .iter()
+                    .filter(|s| s.name == "capture")
+                    .map(|s| s.cpu_seconds),
+            );
+        }
+        last = Some(outcome);
+    }
+    Timed {
+        cpu: median(cpu),
+        wall: median(wall),
+        capture: (!capture.is_empty()).then(|| median(capture)),
+        last,
+    }
+}
+
 fn stem(path: &Path) -> String {
     path.file_stem()
         .map_or_else(|| "image".to_owned(), |s| s.to_string_lossy().into_owned())
@@ -94,7 +139,7 @@ fn main() -> ExitCode {
                 json!({
                     "slug": r.slug, "kind": kind, "width": r.width, "height": r.height,
                     "dpi": r.dpi, "format": r.format.extension(),
-                    "min_kb": r.min_kb, "max_kb": r.max_kb,
+                    "min_kb": r.min_kb, "max_kb": r.max_kb, "face": r.face.is_some(),
                 })
             );
         }
@@ -105,6 +150,19 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let limits = DecodeLimits::default();
+    // Only needed when a rule frames by the face; then it must be there, or the figures would
+    // silently be the subject crop's.
+    let detector = if rules.iter().any(|r| r.face.is_some()) {
+        match rythmiq_face::find_models_dir().and_then(|dir| Detector::load(&dir)) {
+            Ok(d) => Some(d.with_threads(1)),
+            Err(e) => {
+                eprintln!("fit_bench: the face rules need the face model: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     for image in &args.images {
         let bytes = match std::fs::read(image) {
             Ok(b) => b,
@@ -114,36 +172,30 @@ fn main() -> ExitCode {
             }
         };
         for rule in &rules {
-            // Warm-up: page in the code and the allocator's arenas.
-            let _ = pipeline::process_image(&bytes, rule, &limits, None);
-            let (mut cpu, mut wall) = (Vec::new(), Vec::new());
-            let mut last = None;
-            // CAPTURE's share (document rules): what the document path costs beyond the fit.
-            let mut capture = Vec::new();
-            for _ in 0..args.reps.max(1) {
-                let (c, w) = (ProcessTime::now(), Instant::now());
-                let outcome = pipeline::process_image(&bytes, rule, &limits, None);
-                cpu.push(c.elapsed().as_secs_f64());
-                wall.push(w.elapsed().as_secs_f64());
-                if let Ok(p) = &outcome {
-                    capture.extend(
-                        p.stages
-                            .iter()
-                            .filter(|s| s.name == "capture")
-                            .map(|s| s.cpu_seconds),
-                    );
-                }
-                last = Some(outcome);
-            }
+            let framed = detector.as_ref().filter(|_| rule.face.is_some());
+            let run = |face: Option<&Detector>| match face {
+                Some(d) => pipeline::process_image_with_face(&bytes, rule, &limits, d),
+                None => pipeline::process_image(&bytes, rule, &limits, None),
+            };
+            let Timed {
+                cpu,
+                wall,
+                capture,
+                last,
+            } = timed(args.reps, || run(framed));
+            let fast = framed.map(|_| timed(args.reps, || run(None)).cpu);
             let mut line = json!({
                 "tool": "rythmiq",
                 "image": image.file_name().map(|n| n.to_string_lossy().into_owned()),
                 "rule": rule.slug,
-                "cpu_s": median(cpu),
-                "wall_s": median(wall),
+                "cpu_s": cpu,
+                "wall_s": wall,
             });
-            if !capture.is_empty() {
-                line["capture_cpu_s"] = json!(median(capture));
+            if let Some(capture) = capture {
+                line["capture_cpu_s"] = json!(capture);
+            }
+            if let Some(fast) = fast {
+                line["fast_cpu_s"] = json!(fast);
             }
             match last {
                 Some(Ok(p)) => {

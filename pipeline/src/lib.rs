@@ -137,6 +137,10 @@ pub struct Processed {
     pub stages: Vec<StageTiming>,
     /// What OCR read; `None` only when the caller ran the image stages alone.
     pub ocr: Option<ocr::OcrReport>,
+    /// Where the framing put the face, in the output's pixels (rules with a `[face]` table): a
+    /// check of the output can measure it without running the detector again.
+    #[serde(skip)]
+    pub face: Option<rythmiq_face::Face>,
 }
 
 /// Decode, read and fit one upload to `rule`. Blocking: call from a blocking thread.
@@ -157,11 +161,24 @@ pub fn process_image(
         Some(o) => {
             // The pool's thread continues the caller's span, so the stages nest under the job.
             let span = tracing::Span::current();
-            o.engine
-                .install(|| span.in_scope(|| process_on_this_thread(input, rule, limits, ocr)))
+            o.engine.install(|| {
+                span.in_scope(|| process_on_this_thread(input, rule, limits, ocr, Some(&o.face)))
+            })
         }
-        None => process_on_this_thread(input, rule, limits, None),
+        None => process_on_this_thread(input, rule, limits, None, None),
     }
+}
+
+/// [`process_image`] without OCR but with the face detector, so photo rules with a `[face]`
+/// table are framed by the face: the image bench's cost of the face path.
+pub fn process_image_with_face(
+    input: &[u8],
+    rule: &PortalRule,
+    limits: &DecodeLimits,
+    detector: &rythmiq_face::Detector,
+) -> Result<Processed, Error> {
+    // On the detector's pool, so that a one-thread pool runs the inference inline.
+    detector.install(|| process_on_this_thread(input, rule, limits, None, Some(detector)))
 }
 
 fn process_on_this_thread(
@@ -169,6 +186,7 @@ fn process_on_this_thread(
     rule: &PortalRule,
     limits: &DecodeLimits,
     ocr: Option<&ocr::OcrStage>,
+    detector: Option<&rythmiq_face::Detector>,
 ) -> Result<Processed, Error> {
     let mut clock = StageClock::default();
     let wall = Instant::now();
@@ -181,18 +199,26 @@ fn process_on_this_thread(
         // never below the target size).
         // A document may be a photo of a page that fills only part of the frame: decode enough
         // for the page, once flattened, to cover the target (a page at half the frame's width).
-        // A rule that frames by the face crops to the head: a head a quarter of the photo's
-        // height keeps every pixel the output needs when the decode covers three times the target.
+        // A rule that frames by the face crops to the head, not to the target's aspect: the
+        // decode's short side covers 1.5 × the target's height, square, whichever way the photo
+        // is turned, which gives a head half the short side (a portrait's) the pixels the output
+        // needs; a smaller head is decoded again after FACE (see `finer_for_face`).
         let zoom = if rule.kind == DocumentKind::Document {
             2
-        } else if rule.face.is_some() {
-            3
         } else {
             1
         };
-        let target = decode::TargetSize {
-            width: tw.saturating_mul(zoom),
-            height: th.saturating_mul(zoom),
+        let target = if rule.face.is_some() {
+            let side = th.saturating_mul(3) / 2;
+            decode::TargetSize {
+                width: side,
+                height: side,
+            }
+        } else {
+            decode::TargetSize {
+                width: tw.saturating_mul(zoom),
+                height: th.saturating_mul(zoom),
+            }
         };
         let decoded = decode::decode_for_target_timed(input, limits, target)?;
         clock.record(
@@ -219,13 +245,12 @@ fn process_on_this_thread(
     // FACE: a rule that frames by the face fails here, before any OCR, when the photo has no
     // single face; the face found frames the photo just before the fit.
     let mut face_warnings = Vec::new();
-    let found = match (&rule.face, &ocr) {
-        (Some(_), Some((o, _))) => {
+    let found = match (&rule.face, detector) {
+        (Some(spec), Some(d)) => {
             let dims = image.dimensions();
-            Some((
-                clock.stage("face", || face::main_face(&o.face, &image))?,
-                dims,
-            ))
+            let found = clock.stage("face", || face::main_face(d, &image))?;
+            let finer = finer_for_face(input, limits, spec, (tw, th), &found, dims)?;
+            Some((found, dims, finer))
         }
         (Some(_), None) => {
             face_warnings.push(
@@ -236,6 +261,19 @@ fn process_on_this_thread(
             None
         }
         (None, _) => None,
+    };
+    let (image, found) = match found {
+        Some((f, dims, Some(finer))) => {
+            clock.record("face_decode", finer.cpu.as_secs_f64(), 0.0);
+            let image = finer.image.into_rgb8();
+            let finer_dims = image.dimensions();
+            (
+                image,
+                Some((face::rescale(&f, dims, finer_dims), finer_dims)),
+            )
+        }
+        Some((f, dims, None)) => (image, Some((f, dims))),
+        None => (image, None),
     };
     // A document on the fast path is kept as it is, and its full read below is its baseline.
     let baseline = match &ocr {
@@ -311,18 +349,17 @@ fn process_on_this_thread(
             "OCR finished"
         );
     }
-    let image = match (&rule.face, found) {
-        (Some(spec), Some((f, dims))) => match &ocr {
-            Some((o, _)) => {
-                // ENHANCE may have worked on a reduced copy: the face is moved to its scale.
-                let f = face::rescale(&f, dims, image.dimensions());
-                clock.stage("frame", || {
-                    face::frame_refined(&o.face, &image, &f, spec, (tw, th), &mut face_warnings)
-                })?
-            }
-            None => image,
-        },
-        _ => image,
+    let (image, placed) = match (&rule.face, found, detector) {
+        (Some(spec), Some((f, dims)), Some(d)) => {
+            // ENHANCE may have worked on a reduced copy: the face is moved to its scale.
+            let f = face::rescale(&f, dims, image.dimensions());
+            let framed = clock.stage("frame", || {
+                face::frame_refined(d, &image, &f, spec, (tw, th), &mut face_warnings)
+            })?;
+            let canvas = framed.image.dimensions();
+            (framed.image, Some((framed.face, canvas)))
+        }
+        _ => (image, None),
     };
     let image = image::DynamicImage::ImageRgb8(image);
     let fitted = clock.stage("schema", || {
@@ -356,7 +393,49 @@ fn process_on_this_thread(
         capture: capture_report,
         stages: clock.stages,
         ocr: ocr_report,
+        // The fit scales the framed canvas, of the target's aspect, to the target.
+        face: placed.map(|(f, canvas)| face::rescale(&f, canvas, (fitted.width, fitted.height))),
     })
+}
+
+/// The photo decoded again, finer, when the head `face` found in its `dims`-sized decode is
+/// smaller than a `[face]` rule's output needs and the file holds more pixels (a JPEG decoded at
+/// reduced scale): a distant selfie then loses no detail the file has. `None` when the decode
+/// already covers the head.
+fn finer_for_face(
+    input: &[u8],
+    limits: &DecodeLimits,
+    spec: &rythmiq_domain::FaceSpec,
+    (tw, th): (u32, u32),
+    found: &rythmiq_face::Face,
+    dims: (u32, u32),
+) -> Result<Option<decode::Decoded>, Error> {
+    // The head height the framing aims at (the middle of the band).
+    let needed = (spec.head_height[0] + spec.head_height[1]) / 2.0 * f64::from(th);
+    let head = f64::from(found.head_height()).max(1.0);
+    if head * face::QUIET_ENLARGEMENT >= needed {
+        return Ok(None);
+    }
+    // The header's size, before EXIF rotation: compared by the long side.
+    let stored = image::ImageReader::new(std::io::Cursor::new(input))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    let Some((sw, sh)) = stored else {
+        return Ok(None);
+    };
+    if sw.max(sh) <= dims.0.max(dims.1) {
+        return Ok(None);
+    }
+    // Enough for the head; the decoder never goes beyond the file's own size.
+    let zoom = 2.0 * needed / head;
+    let target = decode::TargetSize {
+        width: (f64::from(tw) * zoom).ceil() as u32,
+        height: (f64::from(th) * zoom).ceil() as u32,
+    };
+    Ok(Some(decode::decode_for_target_timed(
+        input, limits, target,
+    )?))
 }
 
 /// Shrinks `image` (area averaging) so that it still covers twice the target in both directions

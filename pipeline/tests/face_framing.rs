@@ -94,6 +94,20 @@ fn a_portrait_is_framed_for_both_rules() {
     let input = jpeg(&photo("astronaut.jpg"));
     for slug in ["passport-india-photo", "neet-ug-2026-photo"] {
         let out = assert_framed(&input, slug, "astronaut");
+        // Where the framing says it put the face (what the worker's report measures) is where
+        // the detector finds it in the output file, to within 3 % of the height (a third of
+        // the head band's width; CenterFace's reading moves ~2 % between two framings).
+        let spec = rule(slug).face.unwrap();
+        let placed = out.face.as_ref().unwrap();
+        let said = face::measure_face(placed, out.width, out.height, &spec);
+        let img = image::load_from_memory(&out.bytes).unwrap().into_rgb8();
+        let found = face::measure(&stage().face, &img, &spec).unwrap();
+        assert!(
+            (said.head_height - found.head_height).abs() < 0.03
+                && (said.eye_line - found.eye_line).abs() < 0.03
+                && (said.centre_offset - found.centre_offset).abs() < 0.03,
+            "{slug}: placed {said:#?}, found {found:#?}"
+        );
         assert!(
             out.stages.iter().any(|s| s.name == "face")
                 && out.stages.iter().any(|s| s.name == "frame"),
@@ -158,6 +172,46 @@ fn a_tilted_head_is_levelled() {
         .roll_degrees;
     assert!(before > 9.0, "the input is tilted: {before}");
     assert_framed(&jpeg(&tilted), "passport-india-photo", "tilted 12°");
+}
+
+/// A head tilted 20° either way comes out level: CenterFace reads such a tilt ~4° short, and
+/// the framing's second look, on the photo levelled by the first reading, reads what is left.
+#[test]
+fn a_head_tilted_20_degrees_comes_out_level() {
+    use imageproc::geometric_transformations::{Interpolation, rotate_about_center};
+    for tilt in [20f32, -20.0] {
+        let tilted = rotate_about_center(
+            &photo("astronaut.jpg"),
+            tilt.to_radians(),
+            Interpolation::Bilinear,
+            image::Rgb([230, 230, 230]),
+        );
+        let what = format!("tilted {tilt}°");
+        let out = assert_framed(&jpeg(&tilted), "passport-india-photo", &what);
+        let img = image::load_from_memory(&out.bytes).unwrap().into_rgb8();
+        let roll = face::main_face(&stage().face, &img).unwrap().roll_degrees;
+        // A framing that kept the first, short reading leaves ~4° (CenterFace reads the tilt
+        // of the astronaut, upright or turned, ~4° short).
+        assert!(
+            roll.abs() < 2.5,
+            "{what}: the output's eye line reads {roll}°"
+        );
+    }
+}
+
+/// A portrait as an iPhone saves it (HEIC) is framed like its JPEG.
+#[cfg(feature = "heic")]
+#[test]
+fn a_heic_portrait_is_framed() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos/astronaut.heic");
+    let input = std::fs::read(&path).unwrap();
+    let out = assert_framed(&input, "passport-india-photo", "HEIC portrait");
+    assert!(
+        out.stages.iter().any(|s| s.name == "frame"),
+        "{:?}",
+        out.stages
+    );
 }
 
 #[test]

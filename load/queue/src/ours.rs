@@ -168,6 +168,7 @@ fn noop_output() -> JobOutput {
             capture: None,
             stages: Vec::new(),
             ocr: None,
+            face: None,
         },
         report: None,
     }

@@ -3,6 +3,7 @@
 
 use image::RgbImage;
 use rythmiq_domain::{DocumentKind, FaceSpec, RuleSpec, TextCheck};
+use rythmiq_face::Face;
 
 use super::Line;
 use crate::Error;
@@ -120,6 +121,17 @@ fn describe(luma: u8, chroma: u8) -> &'static str {
 /// pipeline frames with, so the check and the framing agree; without `ocr` (the stage that holds
 /// the models: the API loads none) they are not checked.
 pub fn face_lines(image: &RgbImage, rule: &RuleSpec, ocr: Option<&OcrStage>) -> Vec<Line> {
+    face_lines_placed(image, rule, ocr, None)
+}
+
+/// [`face_lines`] for a photo whose one face is already known (`placed`, in its pixels: where the
+/// pipeline's framing put it), so the detector does not run again.
+pub fn face_lines_placed(
+    image: &RgbImage,
+    rule: &RuleSpec,
+    ocr: Option<&OcrStage>,
+    placed: Option<&Face>,
+) -> Vec<Line> {
     if rule.kind != DocumentKind::Photo {
         return Vec::new();
     }
@@ -145,7 +157,11 @@ pub fn face_lines(image: &RgbImage, rule: &RuleSpec, ocr: Option<&OcrStage>) -> 
             Line::not_checked("face_centre", centre(spec), why),
         ];
     };
-    let face = match face::main_face(&ocr.face, image) {
+    let found = match placed {
+        Some(f) => Ok(f.clone()),
+        None => face::main_face(&ocr.face, image),
+    };
+    let face = match found {
         Ok(face) => face,
         Err(e) => {
             let (found, message) = match e {

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::{self, DecodeLimits};
 use crate::ocr::OcrStage;
 use file::{ColourMode, Density, Facts};
-pub use looks::{face_lines, text_lines};
+pub use looks::{face_lines, face_lines_placed, text_lines};
 
 /// One requirement of the rule and how the file meets it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +118,19 @@ pub fn check(
     rule: &RuleSpec,
     ocr: Option<&OcrStage>,
 ) -> Result<Report, CheckError> {
+    check_placed(bytes, file_name, rule, ocr, None)
+}
+
+/// [`check`] of a photo the pipeline framed, whose face is where the framing put it (`placed`,
+/// [`crate::Processed::face`]): the face lines measure that face instead of detecting it again,
+/// which would cost a photo job a third detection.
+pub fn check_placed(
+    bytes: &[u8],
+    file_name: Option<&str>,
+    rule: &RuleSpec,
+    ocr: Option<&OcrStage>,
+    placed: Option<&rythmiq_face::Face>,
+) -> Result<Report, CheckError> {
     let facts = file::read(bytes).ok_or_else(|| {
         CheckError::Unreadable("it is not a JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC or PDF".into())
     })?;
@@ -145,7 +158,7 @@ pub fn check(
         orientation_line(&facts, rule),
         looks::background_line(&image, rule),
     ];
-    lines.extend(face_lines(&image, rule, ocr));
+    lines.extend(face_lines_placed(&image, rule, ocr, placed));
     lines.extend(text_lines(&image, rule, ocr));
     Ok(Report::new(&rule.slug, lines))
 }

@@ -93,8 +93,16 @@ impl Pipeline {
             parent.in_scope(|| {
                 let processed = process_image(&input, &rule, &limits, Some(&ocr))?;
                 // The output held against its rule as a student's own file would be: the same
-                // report `rythmiq check` and `POST /v1/checks` give.
-                let report = match check::check(&processed.bytes, Some(&name), &rule, Some(&ocr)) {
+                // report `rythmiq check` and `POST /v1/checks` give, its face where the framing
+                // put it.
+                let placed = processed.face.as_ref();
+                let report = match check::check_placed(
+                    &processed.bytes,
+                    Some(&name),
+                    &rule,
+                    Some(&ocr),
+                    placed,
+                ) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         tracing::warn!(error = %e, "the output could not be checked");
