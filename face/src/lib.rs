@@ -13,6 +13,7 @@
 
 mod decode;
 mod error;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use rten_tensor::NdTensor;
 use rten_tensor::prelude::*;
 
 pub use error::FaceError;
+pub use segment::{PersonMask, SEGMENT_MODEL, SEGMENT_SIDE, Segmenter};
 
 /// The model's file name inside the models directory.
 pub const FACE_MODEL: &str = "centerface.onnx";
