@@ -55,9 +55,7 @@ impl Segmenter {
             reason,
         };
         let model = Model::load_file(&path).map_err(|e| corrupt(e.to_string()))?;
-        let input = model
-            .node_id("input")
-            .map_err(|e| corrupt(e.to_string()))?;
+        let input = model.node_id("input").map_err(|e| corrupt(e.to_string()))?;
         let output = model.node_id("mask").map_err(|e| corrupt(e.to_string()))?;
         let seg = Self {
             model: Arc::new(model),

@@ -9,6 +9,7 @@
 //! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
 //! thread the job runs on (see [`StageClock`]).
 
+pub mod background;
 pub mod capture;
 pub mod check;
 pub mod clean;
@@ -322,6 +323,13 @@ fn process_on_this_thread(
             }
             None => image,
         },
+        _ => image,
+    };
+    // BACKGROUND: a framed photo whose rule wants a plain white or light backdrop gets one.
+    let image = match &ocr {
+        Some((o, _)) if background::applies(rule) => clock.stage("background", || {
+            background::replace(&o.segmenter, &image, rule, &mut face_warnings)
+        })?,
         _ => image,
     };
     let image = image::DynamicImage::ImageRgb8(image);

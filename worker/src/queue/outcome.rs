@@ -97,7 +97,7 @@ pub async fn complete(
     .bind(p.enhancement.is_none())
     .bind(cost.startup_cpu_seconds)
     .bind(out.report.as_ref().map(sqlx::types::Json))
-    .bind(stages_cpu(p, &["face", "frame"]))
+    .bind(stages_cpu(p, &["face", "frame", "background"]))
     .bind(stage_cpu(p, "capture"))
     .fetch_one(pool)
     .await?;
