@@ -136,3 +136,53 @@ fn resized(img: &RgbImage, w: u32, h: u32) -> RgbImage {
         Err(_) => image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
+    }
+
+    fn mean(mask: &PersonMask, x0: u32, y0: u32, x1: u32, y1: u32) -> f32 {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for y in y0..y1 {
+            for x in x0..x1 {
+                sum += mask.get_pixel(x, y)[0];
+                n += 1.0;
+            }
+        }
+        sum / n
+    }
+
+    #[test]
+    fn the_astronaut_is_a_person_and_the_sky_behind_her_is_not() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pipeline/tests/fixtures/photos/astronaut.jpg");
+        let img = image::open(&p).expect("fixture").into_rgb8();
+        let seg = Segmenter::load(&models()).expect("run scripts/fetch-models.sh first");
+        let mask = seg.person_mask(&img).expect("segment");
+        // Checked by hand on the 512×512 photo, halved: her face spans x 95–145, y 25–75;
+        // her chest, below, x 60–200, y 150–200; the dark wall top right and the ceiling
+        // top left are backdrop.
+        let (face, chest) = (
+            mean(&mask, 105, 30, 135, 65),
+            mean(&mask, 60, 150, 200, 200),
+        );
+        let (right, left) = (mean(&mask, 200, 0, 256, 60), mean(&mask, 0, 0, 50, 60));
+        assert!(face > 0.95 && chest > 0.9, "face {face}, chest {chest}");
+        assert!(right < 0.05 && left < 0.05, "backdrop {left}, {right}");
+    }
+
+    #[test]
+    fn a_wrong_file_is_reported_as_corrupt() {
+        let dir = std::env::temp_dir().join("rythmiq-segment-bad-model");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(SEGMENT_MODEL), b"not a model").expect("write");
+        let err = Segmenter::load(&dir).expect_err("must fail");
+        assert!(matches!(err, FaceError::ModelCorrupt { .. }), "{err}");
+        let err = Segmenter::load(&dir.join("nowhere")).expect_err("must fail");
+        assert!(err.to_string().contains("fetch-models.sh"), "{err}");
+    }
+}
