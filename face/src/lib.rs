@@ -13,6 +13,7 @@
 
 mod decode;
 mod error;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use rten_tensor::NdTensor;
 use rten_tensor::prelude::*;
 
 pub use error::FaceError;
+pub use segment::{PersonMask, SEGMENT_MODEL, SEGMENT_SIDE, Segmenter};
 
 /// The model's file name inside the models directory.
 pub const FACE_MODEL: &str = "centerface.onnx";
@@ -212,6 +214,12 @@ impl Detector {
     /// caller that runs as many jobs as there are cores, as the worker does.
     pub fn with_threads(&self, threads: usize) -> Self {
         self.with_pool(Arc::new(ThreadPool::with_num_threads(threads.max(1))))
+    }
+
+    /// This detector's own pool, if it has one: other models of the same job (the segmenter)
+    /// run on it too.
+    pub fn pool(&self) -> Option<Arc<ThreadPool>> {
+        self.pool.clone()
     }
 
     /// Runs `op` on this detector's pool (the calling thread waits), so that with one thread the

@@ -1,7 +1,9 @@
 //! What framing by the face adds to a photo's CPU: each IMAGE (default: a 12 MP phone-sized
 //! portrait made from the astronaut fixture, with grain, JPEG quality 90) through
-//! `pipeline::process_image` with OCR, for a rule with its `[face]` table and for the same rule
-//! without it; the process's CPU time (all threads), median of `--reps` calls after a warm-up.
+//! `pipeline::process_image` with OCR, for a rule with its `[face]` table, for the same rule
+//! allowing any background (so without BACKGROUND's segmentation and replacement) and for the
+//! same rule without `[face]`; the process's CPU time (all threads), median of `--reps` calls
+//! after a warm-up, and the face stages' own CPU (detection, framing, background).
 //!
 //! `cargo run --release -p rythmiq-pipeline --example face_cost -- [--portal SLUG] [--reps N]
 //! [IMAGE...]` (models from ./models, `scripts/fetch-models.sh`).
@@ -80,6 +82,8 @@ fn main() -> Result<(), String> {
         .ok_or("unknown portal")?;
     let mut without = with_face.clone();
     without.spec.face = None;
+    let mut any_background = with_face.clone();
+    any_background.spec.background = "any".into();
     let stage = OcrStage::load(PathBuf::from("models"), 1, Duration::from_secs(60))
         .map_err(|e| e.to_string())?;
     for (name, bytes) in inputs {
@@ -103,11 +107,28 @@ fn main() -> Result<(), String> {
             Ok((median(cpu), stages))
         };
         let (a, sa) = cost(&with_face)?;
+        let (c, sc) = cost(&any_background)?;
         let (b, sb) = cost(&without)?;
+        let of = |stages: &[(String, f64)], names: &[&str]| -> f64 {
+            stages
+                .iter()
+                .filter(|(n, _)| names.contains(&n.as_str()))
+                .map(|(_, s)| s)
+                .sum()
+        };
         println!("{name} → {portal}");
         println!("  with [face]:    {a:.3} CPU-s  stages {sa:?}");
+        println!("  any background: {c:.3} CPU-s  stages {sc:?}");
         println!("  without [face]: {b:.3} CPU-s  stages {sb:?}");
-        println!("  added by face framing: {:.3} CPU-s", a - b);
+        println!(
+            "  face stages (last call): detect {:.3}, frame {:.3}, background {:.3} CPU-s",
+            of(&sa, &["face"]),
+            of(&sa, &["frame"]),
+            of(&sa, &["background"])
+        );
+        println!("  added by face framing: {:.3} CPU-s", c - b);
+        println!("  added by background replacement: {:.3} CPU-s", a - c);
+        println!("  added by both: {:.3} CPU-s", a - b);
     }
     Ok(())
 }

@@ -7,10 +7,11 @@
 //! CAPTURE's part of it (its stage CPU, median). Prints one JSON object per line and
 //! writes the last output to `--out`/`<image stem>__<slug>.<ext>`.
 //!
-//! Rules with a `[face]` table are framed by the face, with the face detector the worker runs
-//! (CenterFace, on one thread as a worker slot runs it; models from the usual directories,
-//! `scripts/fetch-models.sh`): `cpu_s` is that path, and `fast_cpu_s` the same image and rule
-//! with the framing off (the subject crop), so the face path's cost reads beside it.
+//! Rules with a `[face]` table are framed by the face and get their plain backdrop, with the
+//! models the worker runs (CenterFace and the selfie segmenter, on one thread as a worker slot
+//! runs them; models from the usual directories, `scripts/fetch-models.sh`): `cpu_s` is that
+//! path, and `fast_cpu_s` the same image and rule with the framing off (the subject crop), so
+//! the face path's cost reads beside it.
 //!
 //! `cargo run --release -p rythmiq-pipeline --example fit_bench -- --out DIR [--reps N]
 //! [--portal SLUG]... IMAGE...`; `--list-rules` prints the rules instead.
@@ -20,8 +21,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use cpu_time::ProcessTime;
-use rythmiq_face::Detector;
-use rythmiq_pipeline::{self as pipeline, Processed, decode::DecodeLimits};
+use rythmiq_face::{Detector, Segmenter};
+use rythmiq_pipeline::{self as pipeline, FaceModels, Processed, decode::DecodeLimits};
 use serde_json::json;
 
 struct Args {
@@ -150,13 +151,23 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let limits = DecodeLimits::default();
-    // Only needed when a rule frames by the face; then it must be there, or the figures would
+    // Only needed when a rule frames by the face; then they must be there, or the figures would
     // silently be the subject crop's.
-    let detector = if rules.iter().any(|r| r.face.is_some()) {
-        match rythmiq_face::find_models_dir().and_then(|dir| Detector::load(&dir)) {
-            Ok(d) => Some(d.with_threads(1)),
+    let models = if rules.iter().any(|r| r.face.is_some()) {
+        let loaded = rythmiq_face::find_models_dir().and_then(|dir| {
+            let detector = Detector::load(&dir)?.with_threads(1);
+            let segmenter = Segmenter::load(&dir)?;
+            // One pool for both, as a worker slot's job runs them.
+            let segmenter = match detector.pool() {
+                Some(pool) => segmenter.with_pool(pool),
+                None => segmenter,
+            };
+            Ok((detector, segmenter))
+        });
+        match loaded {
+            Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("fit_bench: the face rules need the face model: {e}");
+                eprintln!("fit_bench: the face rules need the face models: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -172,9 +183,16 @@ fn main() -> ExitCode {
             }
         };
         for rule in &rules {
-            let framed = detector.as_ref().filter(|_| rule.face.is_some());
-            let run = |face: Option<&Detector>| match face {
-                Some(d) => pipeline::process_image_with_face(&bytes, rule, &limits, d),
+            let framed =
+                models
+                    .as_ref()
+                    .filter(|_| rule.face.is_some())
+                    .map(|(detector, segmenter)| FaceModels {
+                        detector,
+                        segmenter,
+                    });
+            let run = |face: Option<FaceModels<'_>>| match face {
+                Some(m) => pipeline::process_image_with_face(&bytes, rule, &limits, m),
                 None => pipeline::process_image(&bytes, rule, &limits, None),
             };
             let Timed {

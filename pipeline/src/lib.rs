@@ -9,6 +9,7 @@
 //! storage). Each stage is a module; each is timed by wall clock and by the CPU clocks of every
 //! thread the job runs on (see [`StageClock`]).
 
+pub mod background;
 pub mod capture;
 pub mod check;
 pub mod clean;
@@ -162,23 +163,37 @@ pub fn process_image(
             // The pool's thread continues the caller's span, so the stages nest under the job.
             let span = tracing::Span::current();
             o.engine.install(|| {
-                span.in_scope(|| process_on_this_thread(input, rule, limits, ocr, Some(&o.face)))
+                let models = FaceModels {
+                    detector: &o.face,
+                    segmenter: &o.segmenter,
+                };
+                span.in_scope(|| process_on_this_thread(input, rule, limits, ocr, Some(models)))
             })
         }
         None => process_on_this_thread(input, rule, limits, None, None),
     }
 }
 
-/// [`process_image`] without OCR but with the face detector, so photo rules with a `[face]`
-/// table are framed by the face: the image bench's cost of the face path.
+/// The models a photo rule with a `[face]` table is framed with ([`face`]) and, when it wants a
+/// plain backdrop, has its background replaced with ([`background`]).
+#[derive(Clone, Copy)]
+pub struct FaceModels<'a> {
+    pub detector: &'a rythmiq_face::Detector,
+    pub segmenter: &'a rythmiq_face::Segmenter,
+}
+
+/// [`process_image`] without OCR but with the face models, so photo rules with a `[face]`
+/// table are framed by the face and get their backdrop: the image bench's cost of the face path.
 pub fn process_image_with_face(
     input: &[u8],
     rule: &PortalRule,
     limits: &DecodeLimits,
-    detector: &rythmiq_face::Detector,
+    models: FaceModels<'_>,
 ) -> Result<Processed, Error> {
     // On the detector's pool, so that a one-thread pool runs the inference inline.
-    detector.install(|| process_on_this_thread(input, rule, limits, None, Some(detector)))
+    models
+        .detector
+        .install(|| process_on_this_thread(input, rule, limits, None, Some(models)))
 }
 
 fn process_on_this_thread(
@@ -186,8 +201,9 @@ fn process_on_this_thread(
     rule: &PortalRule,
     limits: &DecodeLimits,
     ocr: Option<&ocr::OcrStage>,
-    detector: Option<&rythmiq_face::Detector>,
+    face_models: Option<FaceModels<'_>>,
 ) -> Result<Processed, Error> {
+    let detector = face_models.map(|m| m.detector);
     let mut clock = StageClock::default();
     let wall = Instant::now();
     let (tw, th) = (rule.width.unsigned_abs(), rule.height.unsigned_abs());
@@ -360,6 +376,13 @@ fn process_on_this_thread(
             (framed.image, Some((framed.face, canvas)))
         }
         _ => (image, None),
+    };
+    // BACKGROUND: a framed photo whose rule wants a plain white or light backdrop gets one.
+    let image = match (face_models, &placed) {
+        (Some(m), Some(_)) if background::applies(rule) => clock.stage("background", || {
+            background::replace(m.segmenter, &image, rule, &mut face_warnings)
+        })?,
+        _ => image,
     };
     let image = image::DynamicImage::ImageRgb8(image);
     let fitted = clock.stage("schema", || {

@@ -43,6 +43,9 @@ pub struct OcrStage {
     /// The face detector photo rules with a `[face]` table frame by; it runs on the engine's
     /// pool, so its CPU is the job's.
     pub face: rythmiq_face::Detector,
+    /// The person segmenter photo rules with a white or light background replace the backdrop
+    /// with ([`crate::background`]); on the engine's pool like the detector.
+    pub segmenter: rythmiq_face::Segmenter,
     /// Longest OCR may take in one job, all passes together (`OCR_TIMEOUT`, retried).
     pub timeout: Duration,
 }
@@ -107,14 +110,15 @@ impl Budget {
 }
 
 impl OcrStage {
-    /// Loads the models (OCR and face) once for this process; a missing or corrupt model fails
-    /// here, at start-up, naming the file.
+    /// Loads the models (OCR, face and segmenter) once for this process; a missing or corrupt
+    /// model fails here, at start-up, naming the file.
     pub fn load(
         models_dir: std::path::PathBuf,
         threads: usize,
         timeout: Duration,
     ) -> Result<Self, Error> {
         let face = rythmiq_face::Detector::load(&models_dir).map_err(Error::Face)?;
+        let segmenter = rythmiq_face::Segmenter::load(&models_dir).map_err(Error::Face)?;
         let engine = OcrEngine::load(&rythmiq_ocr::EngineConfig {
             models_dir,
             threads,
@@ -122,6 +126,7 @@ impl OcrStage {
         .map_err(Error::Ocr)?;
         Ok(Self {
             face: face.with_pool(engine.thread_pool()),
+            segmenter: segmenter.with_pool(engine.thread_pool()),
             engine: Arc::new(engine),
             timeout,
         })
@@ -133,6 +138,7 @@ impl OcrStage {
         let engine = self.engine.with_threads(self.engine.threads());
         Self {
             face: self.face.with_pool(engine.thread_pool()),
+            segmenter: self.segmenter.with_pool(engine.thread_pool()),
             engine: Arc::new(engine),
             timeout: self.timeout,
         }

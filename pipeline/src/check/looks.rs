@@ -47,7 +47,7 @@ fn median(mut v: Vec<u8>) -> u8 {
 /// and as light as the rule's `background` (`white`, `light`); ink on paper (the other kinds)
 /// must sit on paper that light, judged by the median of the whole image, which the paper
 /// dominates. Any other `background` value is not checked.
-pub(super) fn background_line(image: &RgbImage, rule: &RuleSpec) -> Line {
+pub(crate) fn background_line(image: &RgbImage, rule: &RuleSpec) -> Line {
     let wanted = rule.background.as_str();
     let (min_luma, max_chroma) = match wanted {
         "white" => WHITE,

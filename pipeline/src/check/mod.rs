@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::{self, DecodeLimits};
 use crate::ocr::OcrStage;
 use file::{ColourMode, Density, Facts};
+pub(crate) use looks::background_line;
 pub use looks::{face_lines, face_lines_placed, text_lines};
 
 /// One requirement of the rule and how the file meets it.

@@ -104,7 +104,10 @@ pub async fn complete(
     .bind(p.enhancement.is_none())
     .bind(cost.startup_cpu_seconds)
     .bind(out.report.as_ref().map(sqlx::types::Json))
-    .bind(stages_cpu(p, &["face", "face_decode", "frame"]))
+    .bind(stages_cpu(
+        p,
+        &["face", "face_decode", "frame", "background"],
+    ))
     .bind(stage_cpu(p, "capture"))
     .fetch_one(pool)
     .await?;
