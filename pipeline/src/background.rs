@@ -16,7 +16,7 @@
 
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::region_labelling::{Connectivity, connected_components};
-use rythmiq_domain::RuleSpec;
+use rythmiq_domain::{DocumentKind, RuleSpec};
 use rythmiq_face::{PersonMask, Segmenter};
 
 use crate::Error;
@@ -41,10 +41,12 @@ const EPS: f32 = 1e-3;
 const LOW: f32 = 0.15;
 const HIGH: f32 = 0.85;
 
-/// Whether `rule` gets its background replaced: photo rules framed by the face whose
-/// `background` is `white` or `light`; `any` (or anything else) keeps the original.
+/// Whether `rule` gets its background replaced: photo rules whose `background` is `white` or
+/// `light`; `any` (or anything else) keeps the original. Rules framed by the face replace it
+/// on the framed picture; the others only when the photo shows one person
+/// ([`crate::face::shows_one_person`]), on the photo before it is cropped.
 pub fn applies(rule: &RuleSpec) -> bool {
-    rule.face.is_some() && matches!(rule.background.as_str(), "white" | "light")
+    rule.kind == DocumentKind::Photo && matches!(rule.background.as_str(), "white" | "light")
 }
 
 /// `img` with its background replaced by [`BACKDROP`]; a `background_not_plain` warning when

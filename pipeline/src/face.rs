@@ -74,6 +74,19 @@ pub fn main_face(detector: &Detector, img: &RgbImage) -> Result<Face, Error> {
         };
         faces = detector.detect_with(img, &fine).map_err(Error::Face)?;
     }
+    the_one(&faces).cloned()
+}
+
+/// Whether `img` shows one person, from a single look at the detector's default size (no finer
+/// search): photo rules that do not frame by the face but want a plain backdrop replace it only
+/// around a person, and a photo without one (a pet, an object) should cost one small detection.
+pub fn shows_one_person(detector: &Detector, img: &RgbImage) -> Result<bool, Error> {
+    let faces = detector.detect(img).map_err(Error::Face)?;
+    Ok(the_one(&faces).is_ok())
+}
+
+/// The largest of `faces`, unless none was found or another reaches [`SIMILAR_FACE_AREA`] of it.
+fn the_one(faces: &[Face]) -> Result<&Face, Error> {
     let Some(first) = faces.first() else {
         return Err(Error::FaceNotFound);
     };
@@ -84,7 +97,7 @@ pub fn main_face(detector: &Detector, img: &RgbImage) -> Result<Face, Error> {
     if similar > 1 {
         return Err(Error::MultipleFaces { count: similar });
     }
-    Ok(first.clone())
+    Ok(first)
 }
 
 /// Where the one face of `img` sits against `spec` (fails as [`main_face`] does).

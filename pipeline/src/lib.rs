@@ -377,11 +377,22 @@ fn process_on_this_thread(
         }
         _ => (image, None),
     };
-    // BACKGROUND: a framed photo whose rule wants a plain white or light backdrop gets one.
-    let image = match (face_models, &placed) {
-        (Some(m), Some(_)) if background::applies(rule) => clock.stage("background", || {
-            background::replace(m.segmenter, &image, rule, &mut face_warnings)
-        })?,
+    // BACKGROUND: a photo whose rule wants a plain white or light backdrop gets one: on the
+    // framed picture, or, for a rule that does not frame by the face, around the one person it
+    // shows (a photo of anything else keeps its own).
+    let image = match face_models {
+        Some(m) if background::applies(rule) => {
+            let person = placed.is_some()
+                || (rule.face.is_none()
+                    && clock.stage("face", || face::shows_one_person(m.detector, &image))?);
+            if person {
+                clock.stage("background", || {
+                    background::replace(m.segmenter, &image, rule, &mut face_warnings)
+                })?
+            } else {
+                image
+            }
+        }
         _ => image,
     };
     let image = image::DynamicImage::ImageRgb8(image);

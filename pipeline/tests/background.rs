@@ -206,7 +206,28 @@ fn a_rule_that_allows_any_background_keeps_the_photo_unchanged() {
     assert_eq!(a.bytes, process(&input, &any).bytes);
     let share = white_around_head(&decoded(&a));
     assert!(share < 0.2, "{:.1} % white around the head", share * 100.0);
-    // Rules without a `[face]` table are never cut out, whatever their background.
-    assert!(!pipeline::background::applies(&rule("ibps-2026-photo")));
-    assert!(pipeline::background::applies(&rule("neet-ug-2026-photo")));
+}
+
+#[test]
+fn a_light_background_rule_without_face_framing_gets_one_around_a_person_only() {
+    // IBPS asks for a light backdrop but not for a head size: the photo is not framed by the
+    // face, yet the one person it shows is set on white.
+    let ibps = rule("ibps-2026-photo");
+    assert!(ibps.face.is_none() && ibps.background == "light");
+    let out = process(&jpeg(&photo("astronaut.jpg")), &ibps);
+    let names: Vec<_> = out.stages.iter().map(|s| s.name).collect();
+    assert!(names.contains(&"background"), "{names:?}");
+    assert!(!names.contains(&"frame"), "{names:?}");
+    let after = report(&out, &ibps);
+    assert!(after.failed().is_empty(), "{after:#?}");
+    // A photo of no one (a cup) keeps its own backdrop, after one small look for a face.
+    let cup = process(&jpeg(&photo("coffee.jpg")), &ibps);
+    let names: Vec<_> = cup.stages.iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"face") && !names.contains(&"background"),
+        "{names:?}"
+    );
+    assert!(!pipeline::background::applies(
+        &with_and_without("ibps-2026-photo").1
+    ));
 }

@@ -15,6 +15,11 @@ use crate::ocr::{Budget, OcrStage};
 /// and the sides.
 const BAND: f64 = 0.06;
 
+/// How far down the sides the band reaches, as a share of the height: below it the shoulders
+/// of a head-and-shoulders photo commonly reach the frame's edges (a photo cropped around its
+/// subject rather than framed by the face), and they are the person, not the backdrop.
+const SIDES_DOWN_TO: f64 = 0.6;
+
 /// Lightest luma (ITU-R BT.601) and most colour (max − min channel) a "white" backdrop may have
 /// as its median, and a "light" one; chosen so paper and studio white pass and a grey-blue or
 /// beige wall fails.
@@ -63,10 +68,13 @@ pub(crate) fn background_line(image: &RgbImage, rule: &RuleSpec) -> Line {
     let (w, h) = image.dimensions();
     let band_w = ((f64::from(w) * BAND).ceil() as u32).max(1);
     let band_h = ((f64::from(h) * BAND).ceil() as u32).max(1);
+    let sides_h = (f64::from(h) * SIDES_DOWN_TO).round() as u32;
     let photo = rule.kind == DocumentKind::Photo;
     let pixels: Vec<&image::Rgb<u8>> = image
         .enumerate_pixels()
-        .filter(|(x, y, _)| !photo || *y < band_h || *x < band_w || *x >= w - band_w)
+        .filter(|(x, y, _)| {
+            !photo || *y < band_h || (*y < sides_h && (*x < band_w || *x >= w - band_w))
+        })
         .map(|(_, _, p)| p)
         .collect();
     let l = median(pixels.iter().map(|p| luma(p)).collect());
