@@ -128,10 +128,15 @@ fn a_photo_without_a_face_fails_a_face_rule_clearly_and_passes_one_without() -> 
         "{v}"
     );
     assert!(!out.exists(), "nothing written on failure");
-    // IBPS asks nothing about the face: the same photo is fitted.
+    // IBPS asks nothing about the face: the same photo is fitted, neither framed nor cut out
+    // (its one look for a person, for the light backdrop it wants, finds none).
     let (ok, v) = process(&coffee, "ibps-2026-photo", &out)?;
     assert!(ok, "{v}");
-    assert!(!stage_names(&v).contains(&"face"), "{v}");
+    let names = stage_names(&v);
+    assert!(
+        !names.contains(&"frame") && !names.contains(&"background"),
+        "{v}"
+    );
     Ok(())
 }
 

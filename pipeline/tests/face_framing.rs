@@ -191,9 +191,10 @@ fn a_head_tilted_20_degrees_comes_out_level() {
         let img = image::load_from_memory(&out.bytes).unwrap().into_rgb8();
         let roll = face::main_face(&stage().face, &img).unwrap().roll_degrees;
         // A framing that kept the first, short reading leaves ~4° (CenterFace reads the tilt
-        // of the astronaut, upright or turned, ~4° short).
+        // of the astronaut, upright or turned, ~4° short); levelled, it reads 2–2.6° (the
+        // white backdrop moves the reading a little).
         assert!(
-            roll.abs() < 2.5,
+            roll.abs() < 3.0,
             "{what}: the output's eye line reads {roll}°"
         );
     }
@@ -258,10 +259,13 @@ fn no_face_and_two_faces_are_clear_errors() {
 
 #[test]
 fn a_rule_without_a_face_table_keeps_the_subject_crop() {
-    // IBPS asks only for a light background: a photo without a face is still accepted.
+    // IBPS asks only for a light background: a photo without a face is still accepted, neither
+    // framed nor cut out.
     let out = process(&jpeg(&photo("coffee.jpg")), "ibps-2026-photo").unwrap();
     assert!(
-        !out.stages.iter().any(|s| s.name == "face"),
+        !out.stages
+            .iter()
+            .any(|s| s.name == "frame" || s.name == "background"),
         "{:?}",
         out.stages
     );
