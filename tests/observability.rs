@@ -425,8 +425,8 @@ async fn a_fresh_worker_serves_every_known_series_and_probes_that_follow_its_hea
 }
 
 /// The `cpu_metrics` rows of a worker process add up to the CPU the process spent (within
-/// 10 %): inference on the OCR pool's threads, fetch and upload, start-up and model loading are
-/// all charged to jobs.
+/// 10 %): inference on the OCR pool's threads, fetch and upload, start-up and model loading and
+/// the check of each output are all charged to jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
     let app = TestApp::spawn().await?;
@@ -439,6 +439,14 @@ async fn cpu_metrics_rows_add_up_to_the_worker_process_cpu() -> Result<()> {
     for n in 0..3 {
         let png = render::certificate_png(40.0, &format!(" {n}"));
         jobs.push(app.submit_ok(png, "aadhaar-update-document").await?);
+    }
+    // Rules whose output check runs models of its own: the IBPS photo's face line (no framing
+    // placed the face) and the IBPS signature's capitals line (OCR).
+    for seed in 0..2 {
+        let photo = photo_jpeg(900, 1200, 80 + seed);
+        jobs.push(app.submit_ok(photo, "ibps-2026-photo").await?);
+        let photo = photo_jpeg(900, 1200, 90 + seed);
+        jobs.push(app.submit_ok(photo, "ibps-2026-signature").await?);
     }
 
     let logs = shared_tempdir()?;

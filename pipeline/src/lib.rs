@@ -196,6 +196,42 @@ pub fn process_image_with_face(
         .install(|| process_on_this_thread(input, rule, limits, None, Some(models)))
 }
 
+/// [`process_image`] with OCR, then its output held against the rule as `rythmiq check` holds a
+/// student's own file ([`check::check_placed`], the face where the framing put it): the report a
+/// job carries. The check is timed as a stage of its own, "check", on the job's pool, so that
+/// its CPU (a decode of the output, the face and text lines' inference) is the job's too. A
+/// check that cannot run is logged and leaves no report; the output stands.
+pub fn process_and_check(
+    input: &[u8],
+    rule: &PortalRule,
+    limits: &DecodeLimits,
+    ocr: &ocr::OcrStage,
+    file_name: &str,
+) -> Result<(Processed, Option<check::Report>), Error> {
+    let mut processed = process_image(input, rule, limits, Some(ocr))?;
+    let span = tracing::Span::current();
+    let (report, stages) = ocr.engine.install(|| {
+        span.in_scope(|| {
+            let mut clock = StageClock::default();
+            let report = clock.stage("check", || {
+                check::check_placed(
+                    &processed.bytes,
+                    Some(file_name),
+                    rule,
+                    Some(ocr),
+                    processed.face.as_ref(),
+                )
+            });
+            (report, clock.stages)
+        })
+    });
+    processed.stages.extend(stages);
+    let report = report
+        .inspect_err(|e| tracing::warn!(error = %e, "the output could not be checked"))
+        .ok();
+    Ok((processed, report))
+}
+
 fn process_on_this_thread(
     input: &[u8],
     rule: &PortalRule,

@@ -1,5 +1,5 @@
 //! One job's run: FETCH the upload from storage, run the CPU pipeline
-//! ([`rythmiq_pipeline::process_image`]) on the blocking pool, UPLOAD the verified output (and a
+//! ([`rythmiq_pipeline::process_and_check`]) on the blocking pool, UPLOAD the verified output (and a
 //! document's recognised text). This module holds the I/O; the image work is `rythmiq-pipeline`.
 
 pub mod fetch;
@@ -7,9 +7,11 @@ pub mod upload;
 
 use std::time::Instant;
 
-use rythmiq_pipeline::check::{self, Report};
+use rythmiq_pipeline::check::Report;
 use rythmiq_pipeline::decode::DecodeLimits;
-use rythmiq_pipeline::{Processed, StageTiming, fit, log_stage, ocr, process_image, stage_span};
+use rythmiq_pipeline::{
+    Processed, StageTiming, fit, log_stage, ocr, process_and_check, stage_span,
+};
 use rythmiq_shared::domain::PortalRule;
 use rythmiq_shared::storage::Storage;
 use serde::Serialize;
@@ -91,24 +93,9 @@ impl Pipeline {
         let name = filename.clone();
         let (mut processed, report) = tokio::task::spawn_blocking(move || {
             parent.in_scope(|| {
-                let processed = process_image(&input, &rule, &limits, Some(&ocr))?;
                 // The output held against its rule as a student's own file would be: the same
-                // report `rythmiq check` and `POST /v1/checks` give, its face where the framing
-                // put it.
-                let placed = processed.face.as_ref();
-                let report = match check::check_placed(
-                    &processed.bytes,
-                    Some(&name),
-                    &rule,
-                    Some(&ocr),
-                    placed,
-                ) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the output could not be checked");
-                        None
-                    }
-                };
+                // report `rythmiq check` and `POST /v1/checks` give.
+                let (processed, report) = process_and_check(&input, &rule, &limits, &ocr, &name)?;
                 Ok::<_, rythmiq_pipeline::Error>((processed, report))
             })
         })

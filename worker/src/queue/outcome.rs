@@ -97,7 +97,8 @@ pub async fn complete(
     .bind(stage_cpu(p, "pre_ocr"))
     .bind(stage_cpu(p, "enhance"))
     .bind(stage_cpu(p, "ocr"))
-    .bind(stage_cpu(p, "schema"))
+    // The check of the output is the last of SCHEMA's verifications.
+    .bind(stages_cpu(p, &["schema", "check"]))
     .bind(stage_cpu(p, "upload"))
     .bind(f64::from(p.quality.score))
     .bind(p.ocr.as_ref().map(|r| f64::from(r.confidence)))
