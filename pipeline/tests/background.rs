@@ -5,46 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+#[path = "support/portraits.rs"]
+mod portraits;
 
 use image::RgbImage;
-use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
+use portraits::{jpeg, photo, rule, stage};
 use rythmiq_domain::PortalRule;
-use rythmiq_pipeline::ocr::OcrStage;
 use rythmiq_pipeline::{self as pipeline, Processed, check, decode::DecodeLimits};
-
-fn stage() -> &'static OcrStage {
-    static STAGE: OnceLock<OcrStage> = OnceLock::new();
-    STAGE.get_or_init(|| {
-        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        OcrStage::load(models, 1, Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("models unavailable ({e}); run scripts/fetch-models.sh"))
-    })
-}
-
-fn photo(name: &str) -> RgbImage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/photos")
-        .join(name);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_rgb8()
-}
-
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 92)
-        .encode_image(img)
-        .unwrap();
-    out
-}
-
-fn rule(slug: &str) -> PortalRule {
-    rythmiq_shared::portals::find(slug).unwrap().unwrap()
-}
 
 /// `slug` as it is, and the same rule allowing any background (so framed identically, with its
 /// backdrop kept).

@@ -8,46 +8,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::Duration;
+#[path = "support/portraits.rs"]
+mod portraits;
+
+use std::path::PathBuf;
 
 use image::RgbImage;
-use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
-use rythmiq_domain::{ErrorCode, PortalRule};
-use rythmiq_pipeline::ocr::OcrStage;
+use portraits::{jpeg, photo, rule, stage};
+use rythmiq_domain::ErrorCode;
 use rythmiq_pipeline::{self as pipeline, Processed, decode::DecodeLimits, face};
-
-fn stage() -> &'static OcrStage {
-    static STAGE: OnceLock<OcrStage> = OnceLock::new();
-    STAGE.get_or_init(|| {
-        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        OcrStage::load(models, 1, Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("models unavailable ({e}); run scripts/fetch-models.sh"))
-    })
-}
-
-fn photo(name: &str) -> RgbImage {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/photos")
-        .join(name);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_rgb8()
-}
-
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 92)
-        .encode_image(img)
-        .unwrap();
-    out
-}
-
-fn rule(slug: &str) -> PortalRule {
-    rythmiq_shared::portals::find(slug).unwrap().unwrap()
-}
 
 fn process(input: &[u8], slug: &str) -> Result<Processed, pipeline::Error> {
     pipeline::process_image(input, &rule(slug), &DecodeLimits::default(), Some(stage()))
