@@ -15,7 +15,10 @@ use rten::{Model, NodeId, RunOptions, ThreadPool};
 use rten_tensor::NdTensor;
 use rten_tensor::prelude::*;
 
+use fast_image_resize::{FilterType, ResizeAlg};
+
 use crate::FaceError;
+use crate::decode::resampled;
 
 /// The converted model's file name inside the models directory.
 pub const SEGMENT_MODEL: &str = "selfie_segmentation.onnx";
@@ -89,7 +92,13 @@ impl Segmenter {
             return Err(FaceError::InvalidImage("the image has no pixels".into()));
         }
         let side = SEGMENT_SIDE as usize;
-        let small = resized(img, SEGMENT_SIDE, SEGMENT_SIDE);
+        // A bilinear convolution over every source pixel keeps thin hair visible to the model.
+        let small = resampled(
+            img,
+            SEGMENT_SIDE,
+            SEGMENT_SIDE,
+            ResizeAlg::Convolution(FilterType::Bilinear),
+        );
         let plane = side * side;
         let mut data = vec![0f32; 3 * plane];
         // The model takes RGB scaled to [0, 1].
@@ -122,18 +131,6 @@ impl Segmenter {
         let values: Vec<f32> = out.iter().copied().collect();
         PersonMask::from_raw(SEGMENT_SIDE, SEGMENT_SIDE, values)
             .ok_or_else(|| FaceError::Inference("mask of the wrong length".into()))
-    }
-}
-
-/// `img` resampled to `w`×`h` with a SIMD bilinear convolution (`image`'s own resize as the
-/// fallback): averaging every source pixel keeps thin hair visible to the model.
-fn resized(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    use fast_image_resize::{FilterType as Fir, ResizeAlg, ResizeOptions, Resizer};
-    let mut out = RgbImage::new(w, h);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Fir::Bilinear));
-    match Resizer::new().resize(img, &mut out, &options) {
-        Ok(()) => out,
-        Err(_) => image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle),
     }
 }
 
