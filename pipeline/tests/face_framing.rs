@@ -276,3 +276,19 @@ fn the_check_reports_the_face_lines() {
     assert_eq!(l.found, "2 faces", "{l:?}");
     assert_eq!(line(&jpeg(&two), "face_height").passed, None);
 }
+
+/// The whole-face portraits of the detector's accuracy set (`face/tests/portraits.rs`; official
+/// White House photographs, public domain, fetched by `load/face/fetch-portraits.sh`): a studio
+/// portrait, a speech at a lectern beside a second person cut by the frame, and two full-length
+/// portraits whose faces are a tenth of the height, one of them tilted 11°.
+#[test]
+fn the_accuracy_sets_portraits_are_framed_for_both_rules() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/face-portraits");
+    for name in ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"] {
+        let input = std::fs::read(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e} (run load/face/fetch-portraits.sh)"));
+        for slug in ["passport-india-photo", "neet-ug-2026-photo"] {
+            assert_framed(&input, slug, name);
+        }
+    }
+}
