@@ -401,7 +401,7 @@ async fn presumed_dead_and_rerun(
         .await?;
     heartbeat::register(pool, stale).await?;
     heartbeat::register(pool, rerun).await?;
-    let first = claim::claim(pool, &WorkerContext::new(stale))
+    let first = claim::claim(pool, &WorkerContext::new(stale), &[])
         .await?
         .context("the first attempt claims the job")?;
     assert_eq!(first.attempt, 1);
@@ -419,7 +419,7 @@ async fn presumed_dead_and_rerun(
     .await?;
     assert_eq!(reaped, vec![(first.input.job_id, "pending".to_owned())]);
     heartbeat::heartbeat(pool, rerun).await?;
-    let second = claim::claim(pool, &WorkerContext::new(rerun))
+    let second = claim::claim(pool, &WorkerContext::new(rerun), &[])
         .await?
         .context("the re-run claims the job")?;
     assert_eq!(second.input.job_id, first.input.job_id);
@@ -447,7 +447,9 @@ async fn stale_attempt_tries_every_outcome(
     stale_out.filename = "stale.jpg".into();
     let cost = warm_attempt();
     assert!(
-        !outcome::complete(pool, worker, stale, &stale_out, &cost).await?,
+        outcome::complete(pool, worker, stale, &stale_out, &cost)
+            .await?
+            .is_none(),
         "a stale attempt completed the job"
     );
     for retryable in [true, false] {
@@ -521,7 +523,11 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
             ),
             "re-run by {rerun}: the re-run still holds the job"
         );
-        assert!(outcome::complete(&pool, rerun, &second, &out, &cost).await?);
+        assert!(
+            outcome::complete(&pool, rerun, &second, &out, &cost)
+                .await?
+                .is_some()
+        );
         assert_eq!(
             queue_view(&app, job).await?,
             (
@@ -541,7 +547,11 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
         let (first, second) = presumed_dead_and_rerun(&app, &pool, stale, rerun, seed).await?;
         let job = first.input.job_id;
         let out = pipeline.run(&second.input).await?;
-        assert!(outcome::complete(&pool, rerun, &second, &out, &cost).await?);
+        assert!(
+            outcome::complete(&pool, rerun, &second, &out, &cost)
+                .await?
+                .is_some()
+        );
         stale_attempt_tries_every_outcome(&pool, stale, &first, &out).await?;
         assert_eq!(
             queue_view(&app, job).await?,
@@ -569,8 +579,8 @@ async fn a_worker_presumed_dead_cannot_overwrite_the_rerun() -> Result<()> {
 }
 
 /// A finished job is announced exactly once on the jobs channel: a completion by the worker
-/// after its commit (the trigger stays quiet for it), a failure by the trigger; a stale
-/// attempt's completion, which records nothing, announces nothing.
+/// after its commit, with the slot's next claim (the trigger stays quiet for it), a failure by
+/// the trigger; a stale attempt's completion, which records nothing, announces nothing.
 #[tokio::test]
 async fn each_finished_job_is_announced_once() -> Result<()> {
     let app = TestApp::spawn().await?;
@@ -587,19 +597,26 @@ async fn each_finished_job_is_announced_once() -> Result<()> {
 
     app.submit_ok(photo_jpeg(400, 500, 71), "neet-ug-2026-photo")
         .await?;
-    let done = claim::claim(&pool, &ctx)
+    let done = claim::claim(&pool, &ctx, &[])
         .await?
         .context("a task to complete")?;
     let out = pipeline.run(&done.input).await?;
-    assert!(outcome::complete(&pool, worker, &done, &out, &cost).await?);
+    let announcement = outcome::complete(&pool, worker, &done, &out, &cost)
+        .await?
+        .context("the attempt completes its job")?;
     assert!(
-        !outcome::complete(&pool, worker, &done, &out, &cost).await?,
+        outcome::complete(&pool, worker, &done, &out, &cost)
+            .await?
+            .is_none(),
         "the second completion of one attempt is stale"
     );
 
     app.submit_ok(photo_jpeg(400, 500, 72), "neet-ug-2026-photo")
         .await?;
-    let failed = claim::claim(&pool, &ctx).await?.context("a task to fail")?;
+    // The completion is announced with the slot's next claim.
+    let failed = claim::claim(&pool, &ctx, &[announcement])
+        .await?
+        .context("a task to fail")?;
     let state = outcome::fail(
         &pool,
         worker,

@@ -230,21 +230,27 @@ async fn slot(
         startup_cpu_seconds: 0.0,
     };
     let mut span: Option<(Instant, Instant)> = None;
+    // As a worker's slot does: a completed job is announced with the loop's next claim.
+    let mut announce = Vec::new();
     while completed.load(Ordering::Relaxed) < tasks {
         if started.elapsed() > GIVE_UP_AFTER {
             bail!("gave up after {GIVE_UP_AFTER:?}: tasks were lost");
         }
-        let Some(job) = claim::claim(&pool, &ctx).await? else {
+        let claimed = claim::claim(&pool, &ctx, &announce).await?;
+        announce.clear();
+        let Some(job) = claimed else {
             tokio::time::sleep(EMPTY_WAIT).await;
             continue;
         };
         let first = span.map_or_else(Instant::now, |(f, _)| f);
-        if !outcome::complete(&pool, &name, &job, &output, &cost).await? {
+        let Some(done) = outcome::complete(&pool, &name, &job, &output, &cost).await? else {
             bail!("task {} was taken back while it ran", job.task_id);
-        }
+        };
+        announce.push(done);
         completed.fetch_add(1, Ordering::Relaxed);
         span = Some((first, Instant::now()));
     }
+    outcome::announce(&pool, &announce).await;
     Ok(span)
 }
 

@@ -4,7 +4,7 @@
 //! it. One round trip and one transaction per claim: the claim is the queue's hot path (see
 //! `load/queue/README.md`), and a task is never left claimed but not started.
 
-use rythmiq_shared::db::{PORTAL_COLUMNS, QUEUE};
+use rythmiq_shared::db::{JOB_EVENTS_CHANNEL, PORTAL_COLUMNS, QUEUE};
 use rythmiq_shared::domain::{JobTask, PortalRule};
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use uuid::Uuid;
 
 use super::apalis::{self, WorkerContext};
+use super::outcome::Announcement;
 use crate::error::JobError;
 use crate::job::JobInput;
 
@@ -48,6 +49,9 @@ impl Started {
 /// this transaction only): a claim lost with a database crash sends the task back to `Pending`
 /// with its job, both in this one transaction, and the job's completion (a synchronous commit)
 /// flushes the claim before it anyway. The claim is half of a job's commits on the hot path.
+/// It also sends the slot's pending [`Announcement`]s (the jobs it completed last): `no_flush`
+/// is the query's outer side, so it runs, and one row comes back, whether a task was found or
+/// not (its columns are then NULL).
 static CLAIM: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH next AS (
@@ -72,27 +76,36 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
                        j.portal_schema_id AS job_portal_id, j.input_key AS job_input_key,
                        j.correlation_id AS job_correlation_id
          ), no_flush AS (
-             SELECT set_config('synchronous_commit', 'off', true)
+             SELECT set_config('synchronous_commit', 'off', true),
+                    (SELECT count(pg_notify($3, p)) FROM unnest($4::text[]) AS p)
          )
          SELECT task.*, job.*, {PORTAL_COLUMNS}
-         FROM task
-         CROSS JOIN no_flush
+         FROM no_flush
+         LEFT JOIN task ON true
          LEFT JOIN job ON true
          LEFT JOIN portal_schemas ON portal_schemas.id = job.job_portal_id"
     )
 });
 
-/// Claims at most one ready task for `worker` and starts it.
-pub async fn claim(pool: &PgPool, worker: &WorkerContext) -> Result<Option<Started>, JobError> {
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(CLAIM.as_str()))
+/// Claims at most one ready task for `worker` and starts it, sending `announce` (the jobs the
+/// slot completed since its last claim) in the same statement. The announcements are sent once
+/// this returns Ok, task or not; on an error the caller keeps them for its next claim.
+pub async fn claim(
+    pool: &PgPool,
+    worker: &WorkerContext,
+    announce: &[Announcement],
+) -> Result<Option<Started>, JobError> {
+    let payloads: Vec<String> = announce.iter().map(Announcement::payload).collect();
+    let row = sqlx::query(sqlx::AssertSqlSafe(CLAIM.as_str()))
         .bind(worker.name())
         .bind(QUEUE)
-        .fetch_optional(pool)
-        .await?
-    else {
+        .bind(JOB_EVENTS_CHANNEL)
+        .bind(&payloads)
+        .fetch_one(pool)
+        .await?;
+    let Some(task_id) = row.try_get::<Option<String>, _>("task_id")? else {
         return Ok(None);
     };
-    let task_id: String = row.try_get("task_id")?;
     let Some(job_id) = row.try_get::<Option<Uuid>, _>("job_id")? else {
         // No live job behind the task (deleted, or already final): close the task.
         apalis::close(pool, &task_id).await?;

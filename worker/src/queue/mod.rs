@@ -290,20 +290,24 @@ impl Worker {
     async fn slot_loop(self, slot: usize, shutdown: CancellationToken) {
         let ctx = WorkerContext::new(&self.name);
         let mut error_delay = Duration::from_millis(200);
+        // The jobs this slot completed, announced with its next claim (one statement for both).
+        let mut announce: Vec<outcome::Announcement> = Vec::new();
         loop {
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             // Registered before claiming so a notification during the claim is not missed.
             let woken = self.wake.notified();
-            match claim::claim(&self.pool, &ctx).await {
+            match claim::claim(&self.pool, &ctx, &announce).await {
                 Ok(Some(started)) => {
+                    announce.clear();
                     error_delay = Duration::from_millis(200);
-                    self.run_job(started, &shutdown).await;
+                    announce.extend(self.run_job(started, &shutdown).await);
                 }
                 Ok(None) => {
+                    announce.clear();
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => break,
                         () = woken => {}
                         () = tokio::time::sleep(self.settings.poll_interval) => {}
                     }
@@ -311,18 +315,25 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(slot, error = %Chain(&e), "claim failed; retrying");
                     tokio::select! {
-                        () = shutdown.cancelled() => return,
+                        () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(error_delay) => {}
                     }
                     error_delay = (error_delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
+        // Stopping: what the next claim would have announced goes out on its own.
+        outcome::announce(&self.pool, &announce).await;
     }
 
     /// Runs one started job to an outcome the database records, or hands it back when a
-    /// shutdown outlasts the grace period.
-    async fn run_job(&self, started: Started, shutdown: &CancellationToken) {
+    /// shutdown outlasts the grace period. Returns the completed job's announcement, for the
+    /// slot's next claim to send.
+    async fn run_job(
+        &self,
+        started: Started,
+        shutdown: &CancellationToken,
+    ) -> Option<outcome::Announcement> {
         let span = tracing::info_span!("job",
             otel.name = "job",
             service = "worker",
@@ -339,10 +350,14 @@ impl Worker {
         }
         self.run_job_in_span(started, shutdown)
             .instrument(span)
-            .await;
+            .await
     }
 
-    async fn run_job_in_span(&self, started: Started, shutdown: &CancellationToken) {
+    async fn run_job_in_span(
+        &self,
+        started: Started,
+        shutdown: &CancellationToken,
+    ) -> Option<outcome::Announcement> {
         let began = std::time::Instant::now();
         // The first job of a process pays for cold caches (and, with OCR, model loading).
         let cold = !self.warm.swap(true, std::sync::atomic::Ordering::Relaxed);
@@ -367,7 +382,7 @@ impl Worker {
                 tracing::warn!("shutdown grace period over; handing the job back");
                 self.retry_db("release", || outcome::release(&self.pool, &self.name, &started)).await;
                 in_progress.decrement(1.0);
-                return;
+                return None;
             }
         };
         in_progress.decrement(1.0);
@@ -387,11 +402,12 @@ impl Worker {
                     startup_cpu_seconds: self.startup.take().as_secs_f64(),
                 };
                 record_success_metrics(&out, portal, cost.startup_cpu_seconds);
-                let ok = self
+                let done = self
                     .retry_db("complete", || {
                         outcome::complete(&self.pool, &self.name, &started, &out, &cost)
                     })
                     .await;
+                let ok = done.as_ref().map(Option::is_some);
                 if ok == Some(false) {
                     tracing::warn!("job was taken back while running; its result is dropped");
                 } else {
@@ -409,6 +425,7 @@ impl Worker {
                 if ok == Some(true) {
                     self.package_batch_of(started.input.job_id).await;
                 }
+                done.flatten()
             }
             Err(err) => {
                 let code = err.code();
@@ -443,6 +460,8 @@ impl Worker {
                 if state == Some("failed") {
                     self.package_batch_of(started.input.job_id).await;
                 }
+                // The jobs trigger announces a failure itself.
+                None
             }
         }
     }

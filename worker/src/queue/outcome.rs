@@ -20,9 +20,11 @@ use rythmiq_pipeline::Processed;
 
 /// Marks the task done and the job completed, with its output, its `documents` row and its
 /// `cpu_metrics` row, in one statement (one round trip, one transaction: completion is the
-/// queue's hot path), then announces the job to `?wait=` clients ([`announce`]). Returns false
-/// when the task is no longer held by this attempt (it was re-queued while we ran), and then
-/// records nothing: the job's updates read the fenced task update's result.
+/// queue's hot path). Returns the job's [`Announcement`] for `?wait=` clients, which the caller
+/// sends after this commit: with its slot's next claim ([`super::claim::claim`]), or alone
+/// ([`announce`]). Returns None when the task is no longer held by this attempt (it was
+/// re-queued while we ran), and then records nothing: the job's updates read the fenced task
+/// update's result.
 ///
 /// The statement tells the jobs trigger not to NOTIFY (`rythmiq.notify_after_commit`): a
 /// notifying commit holds Postgres' NOTIFY lock through its WAL flush, which made every
@@ -33,7 +35,7 @@ pub async fn complete(
     started: &Started,
     out: &JobOutput,
     cost: &AttemptCost,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<Announcement>, sqlx::Error> {
     let holder = started.holder(worker);
     let p = &out.processed;
     let finished: i64 = sqlx::query_scalar(
@@ -112,25 +114,52 @@ pub async fn complete(
     .bind(stage_cpu(p, "capture"))
     .fetch_one(pool)
     .await?;
-    if finished == 1 {
-        announce(pool, started.input.job_id, "completed").await;
-    }
-    Ok(finished == 1)
+    Ok((finished == 1).then(|| Announcement::completed(started.input.job_id)))
 }
 
-/// Tells `?wait=` clients that `job` reached `state`, as the jobs trigger would, in a
-/// transaction that does not wait for its WAL flush: it holds the NOTIFY lock only for the
-/// commit itself. The job's state is already durable; if this is lost (a crash in between),
-/// a waiter reads the finished job when its wait runs out, so a failure is only logged.
-async fn announce(pool: &PgPool, job: Uuid, state: &str) {
-    let sent =
-        sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
-            .bind(JOB_EVENTS_CHANNEL)
-            .bind(format!("{job}:{state}"))
-            .execute(pool)
-            .await;
+/// A finished job to announce on the jobs channel, as the jobs trigger would have: the
+/// notification `?wait=` clients wake on. It is sent after the job's own commit, in a
+/// transaction that does not wait for its WAL flush (so it holds Postgres' NOTIFY lock only for
+/// that commit): a worker's slot sends it with its next claim, one statement for both. The
+/// job's state is already durable; if the announcement is lost (a crash in between), a waiter
+/// reads the finished job when its wait runs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub job: Uuid,
+    pub state: &'static str,
+}
+
+impl Announcement {
+    fn completed(job: Uuid) -> Self {
+        Self {
+            job,
+            state: "completed",
+        }
+    }
+
+    /// The notification's payload, `{job}:{state}`, as the jobs trigger writes it.
+    pub fn payload(&self) -> String {
+        format!("{}:{}", self.job, self.state)
+    }
+}
+
+/// Sends `announcements` on their own (a slot that stops sends what its next claim would have).
+/// A failure is only logged: see [`Announcement`].
+pub async fn announce(pool: &PgPool, announcements: &[Announcement]) {
+    if announcements.is_empty() {
+        return;
+    }
+    let payloads: Vec<String> = announcements.iter().map(Announcement::payload).collect();
+    let sent = sqlx::query(
+        "SELECT set_config('synchronous_commit', 'off', true),
+                (SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) AS p)",
+    )
+    .bind(JOB_EVENTS_CHANNEL)
+    .bind(&payloads)
+    .execute(pool)
+    .await;
     if let Err(e) = sent {
-        tracing::warn!(%job, error = %e, "could not announce a finished job to waiting clients");
+        tracing::warn!(jobs = ?payloads, error = %e, "could not announce finished jobs to waiting clients");
     }
 }
 
