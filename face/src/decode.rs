@@ -42,30 +42,14 @@ pub(crate) fn preprocess(img: &RgbImage, max_side: u32) -> (NdTensor<f32, 4>, f3
     )
 }
 
-/// `img` resampled to `w`×`h` for the detector (SIMD; see [`resampled`]). Super-sampling:
+/// `img` resampled to `w`×`h` for the detector (SIMD; [`rythmiq_ocr::resampled`]). Super-sampling:
 /// a nearest-neighbour pass to twice the size, then a bilinear convolution. A full convolution
 /// reads every source pixel through a kernel as wide as the scale factor, 0.34 CPU-s for a
 /// 12 MP photo down to 320 px, more than the network itself; the detector does not need that
 /// antialiasing.
 fn resized_bilinear(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     use fast_image_resize::{FilterType, ResizeAlg};
-    resampled(img, w, h, ResizeAlg::SuperSampling(FilterType::Bilinear, 2))
-}
-
-/// `img` resampled to `w`×`h` by `fast_image_resize` with `alg` (SIMD), the models' input
-/// resize; `image`'s own triangle filter is the fallback (only an empty image fails).
-pub(crate) fn resampled(
-    img: &RgbImage,
-    w: u32,
-    h: u32,
-    alg: fast_image_resize::ResizeAlg,
-) -> RgbImage {
-    use fast_image_resize::{ResizeOptions, Resizer};
-    let mut out = RgbImage::new(w, h);
-    match Resizer::new().resize(img, &mut out, &ResizeOptions::new().resize_alg(alg)) {
-        Ok(()) => out,
-        Err(_) => image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle),
-    }
+    rythmiq_ocr::resampled(img, w, h, ResizeAlg::SuperSampling(FilterType::Bilinear, 2))
 }
 
 /// The model's outputs for one image.

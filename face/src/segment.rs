@@ -18,7 +18,7 @@ use rten_tensor::prelude::*;
 use fast_image_resize::{FilterType, ResizeAlg};
 
 use crate::FaceError;
-use crate::decode::resampled;
+use rythmiq_ocr::resampled;
 
 /// The converted model's file name inside the models directory.
 pub const SEGMENT_MODEL: &str = "selfie_segmentation.onnx";

@@ -125,6 +125,18 @@ pub fn default_models_dir() -> PathBuf {
     find_models_dir().unwrap_or_else(|_| PathBuf::from("models"))
 }
 
+/// `img` resampled to `w`×`h` by `fast_image_resize` with `alg` (SIMD): the input resize of
+/// every model here and in the face crate. `image`'s own triangle filter is the fallback (only
+/// an empty image fails).
+pub fn resampled(img: &RgbImage, w: u32, h: u32, alg: fast_image_resize::ResizeAlg) -> RgbImage {
+    use fast_image_resize::{ResizeOptions, Resizer};
+    let mut out = RgbImage::new(w, h);
+    match Resizer::new().resize(img, &mut out, &ResizeOptions::new().resize_alg(alg)) {
+        Ok(()) => out,
+        Err(_) => image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle),
+    }
+}
+
 /// Per-call settings.
 #[derive(Debug, Clone)]
 pub struct OcrOptions {

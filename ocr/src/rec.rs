@@ -38,14 +38,8 @@ pub fn cls_batch(crops: &[&RgbImage]) -> NdTensor<f32, 4> {
 /// `image`'s `Triangle` does, by `fast_image_resize`'s SIMD convolution: 4–5 % of a page's CPU
 /// went into `image`'s scalar resize.
 pub(crate) fn resized(crop: &RgbImage, w: u32, h: u32) -> RgbImage {
-    use fast_image_resize::{FilterType as Fir, ResizeAlg, ResizeOptions, Resizer};
-    let mut out = RgbImage::new(w, h);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Fir::Bilinear));
-    match Resizer::new().resize(crop, &mut out, &options) {
-        Ok(()) => out,
-        // Only reachable with an empty image, which line crops never are; stay correct anyway.
-        Err(_) => image::imageops::resize(crop, w, h, image::imageops::FilterType::Triangle),
-    }
+    use fast_image_resize::{FilterType, ResizeAlg};
+    crate::resampled(crop, w, h, ResizeAlg::Convolution(FilterType::Bilinear))
 }
 
 /// Width a crop gets when scaled to the recogniser's height.

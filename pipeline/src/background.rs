@@ -203,13 +203,8 @@ fn working_planes(img: &RgbImage) -> [Plane; 3] {
     let small = if (ww, wh) == (w, h) {
         img.clone()
     } else {
-        use fast_image_resize::{FilterType as Fir, ResizeAlg, ResizeOptions, Resizer};
-        let mut out = RgbImage::new(ww, wh);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Fir::Bilinear));
-        match Resizer::new().resize(img, &mut out, &options) {
-            Ok(()) => out,
-            Err(_) => image::imageops::resize(img, ww, wh, image::imageops::FilterType::Triangle),
-        }
+        use fast_image_resize::{FilterType, ResizeAlg};
+        rythmiq_ocr::resampled(img, ww, wh, ResizeAlg::Convolution(FilterType::Bilinear))
     };
     let mut planes = [(); 3].map(|()| Plane::new(ww as usize, wh as usize));
     for (i, px) in small.pixels().enumerate() {
