@@ -32,6 +32,15 @@ struct Labelled {
     cut: bool,
 }
 
+/// `obama.jpg`'s marks (also `obama_partial_face2.jpg`'s, its left 551 columns).
+const OBAMA: [(f32, f32); 5] = [
+    (437.0, 213.0),
+    (547.0, 212.0),
+    (492.0, 275.0),
+    (440.0, 322.0),
+    (540.0, 320.0),
+];
+
 /// `obama.jpg`'s chin is dlib's (the 9th point of its 68-point model, as face_recognition's own
 /// test asserts it); the partial faces are `obama.jpg` cut at x = 419 and x = 551.
 const SET: [Labelled; 7] = [
@@ -51,13 +60,7 @@ const SET: [Labelled; 7] = [
     Labelled {
         name: "obama",
         file: "obama.jpg",
-        points: [
-            (437.0, 213.0),
-            (547.0, 212.0),
-            (492.0, 275.0),
-            (440.0, 322.0),
-            (540.0, 320.0),
-        ],
+        points: OBAMA,
         chin: Some((495.0, 428.0)),
         cut: false,
     },
@@ -116,13 +119,7 @@ const SET: [Labelled; 7] = [
     Labelled {
         name: "obama_partial_face2",
         file: "obama_partial_face2.jpg",
-        points: [
-            (437.0, 213.0),
-            (547.0, 212.0),
-            (492.0, 275.0),
-            (440.0, 322.0),
-            (540.0, 320.0),
-        ],
+        points: OBAMA,
         chin: Some((495.0, 428.0)),
         cut: true,
     },
