@@ -40,8 +40,9 @@ if [ "$GRAPHILE" = 1 ]; then
   ARGS+=(--graphile-script "$NODE_DIR/run.mjs")
 fi
 
-cargo build -q -p rythmiq-queue-bench
+# The release build, as workers run (the workspace crates are not optimised in the dev profile).
+cargo build -q --release -p rythmiq-queue-bench
 echo "queue-bench: load before the run: $(uptime)" >&2
-target/debug/rythmiq-queue-bench --data-dir "$WORK/pg" --json "$WORK/last.json" "${ARGS[@]}" \
+target/release/rythmiq-queue-bench --data-dir "$WORK/pg" --json "$WORK/last.json" "${ARGS[@]}" \
   | tee "$WORK/last.txt"
 echo "queue-bench: load after the run: $(uptime)" | tee -a "$WORK/last.txt"

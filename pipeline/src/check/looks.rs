@@ -287,7 +287,12 @@ pub fn text_lines(image: &RgbImage, rule: &RuleSpec, ocr: Option<&OcrStage>) -> 
             "reading the text needs the OCR engine, which is not loaded here",
         )];
     };
-    let page = match ocr.document(image, &Budget::new(ocr.timeout)) {
+    let budget = Budget::new(ocr.timeout);
+    let read = match rule.text_check {
+        TextCheck::NoCapitals => ocr.signature(image, &budget),
+        _ => ocr.document(image, &budget),
+    };
+    let page = match read {
         Ok(p) => p,
         Err(e) => {
             return vec![Line::not_checked(
