@@ -7,7 +7,7 @@
 # pg_stat_database), with our statements listed. See load/queue/README.md.
 #
 # Usage: load/queue/bench.sh [--tasks N] [--loops N] [--pool-size N] [--fast]
-#                            [--database-url URL] [--no-graphile]
+#                            [--database-url URL] [--no-graphile] [--graphile-first]
 #   without --database-url: a private cluster in target/queue-bench/pg (started as the
 #   `postgres` account when root), durable unless --fast, pg_stat_statements preloaded.
 #   Writes target/queue-bench/last.json and .txt.
@@ -18,7 +18,7 @@ ARGS=() GRAPHILE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks|--loops|--pool-size|--database-url) ARGS+=("$1" "$2"); shift 2 ;;
-    --fast|--without-job-notify) ARGS+=("$1"); shift ;;
+    --fast|--without-job-notify|--graphile-first) ARGS+=("$1"); shift ;;
     --no-graphile) GRAPHILE=0; shift ;;
     *) echo "queue-bench: unknown argument $1" >&2; exit 2 ;;
   esac

@@ -49,6 +49,10 @@ struct Args {
     /// database, to see what it costs. Not how Rythmiq runs.
     #[arg(long)]
     without_job_notify: bool,
+    /// Run graphile-worker first, then ours (by default ours runs first): the two sides share
+    /// one cluster, so the order is worth checking.
+    #[arg(long, requires = "graphile_script")]
+    graphile_first: bool,
     /// Also write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -77,6 +81,22 @@ async fn main() -> Result<()> {
         }
     );
 
+    let run_graphile = || async {
+        match &args.graphile_script {
+            Some(script) => Some(
+                graphile::run(&target, script, args.tasks, args.loops, args.pool_size)
+                    .await
+                    .context("graphile-worker"),
+            )
+            .transpose(),
+            None => Ok(None),
+        }
+    };
+    let mut theirs = if args.graphile_first {
+        run_graphile().await?
+    } else {
+        None
+    };
     let ours = ours::run(
         &target,
         args.tasks,
@@ -90,15 +110,9 @@ async fn main() -> Result<()> {
         "queue-bench: ours {:.0} jobs/s",
         ours.rate.jobs_per_second()
     );
-
-    let theirs = match &args.graphile_script {
-        Some(script) => Some(
-            graphile::run(&target, script, args.tasks, args.loops, args.pool_size)
-                .await
-                .context("graphile-worker")?,
-        ),
-        None => None,
-    };
+    if !args.graphile_first {
+        theirs = run_graphile().await?;
+    }
 
     let settings = report::Settings {
         tasks: args.tasks,
