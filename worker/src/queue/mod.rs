@@ -271,6 +271,9 @@ impl Worker {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
                 continue;
             }
+            // A task inserted before the LISTEN took effect was announced to no one: an idle
+            // slot looks again now instead of at its next poll.
+            self.wake.notify_waiters();
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
