@@ -83,12 +83,10 @@ async fn main() -> Result<()> {
 
     let run_graphile = || async {
         match &args.graphile_script {
-            Some(script) => Some(
-                graphile::run(&target, script, args.tasks, args.loops, args.pool_size)
-                    .await
-                    .context("graphile-worker"),
-            )
-            .transpose(),
+            Some(script) => graphile::run(&target, script, args.tasks, args.loops, args.pool_size)
+                .await
+                .context("graphile-worker")
+                .map(Some),
             None => Ok(None),
         }
     };

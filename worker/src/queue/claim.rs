@@ -95,7 +95,7 @@ pub async fn claim(
     worker: &WorkerContext,
     announce: &[Announcement],
 ) -> Result<Option<Started>, JobError> {
-    let payloads: Vec<String> = announce.iter().map(Announcement::payload).collect();
+    let payloads = Announcement::payloads(announce);
     let row = sqlx::query(sqlx::AssertSqlSafe(CLAIM.as_str()))
         .bind(worker.name())
         .bind(QUEUE)

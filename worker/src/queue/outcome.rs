@@ -123,23 +123,23 @@ pub async fn complete(
 /// that commit): a worker's slot sends it with its next claim, one statement for both. The
 /// job's state is already durable; if the announcement is lost (a crash in between), a waiter
 /// reads the finished job when its wait runs out.
+/// Only completions are announced this way (the jobs trigger announces every other finish).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
     pub job: Uuid,
-    pub state: &'static str,
 }
 
 impl Announcement {
     fn completed(job: Uuid) -> Self {
-        Self {
-            job,
-            state: "completed",
-        }
+        Self { job }
     }
 
-    /// The notification's payload, `{job}:{state}`, as the jobs trigger writes it.
-    pub fn payload(&self) -> String {
-        format!("{}:{}", self.job, self.state)
+    /// The notifications' payloads, `{job}:completed`, as the jobs trigger writes them.
+    pub(crate) fn payloads(announcements: &[Self]) -> Vec<String> {
+        announcements
+            .iter()
+            .map(|a| format!("{}:completed", a.job))
+            .collect()
     }
 }
 
@@ -149,7 +149,7 @@ pub async fn announce(pool: &PgPool, announcements: &[Announcement]) {
     if announcements.is_empty() {
         return;
     }
-    let payloads: Vec<String> = announcements.iter().map(Announcement::payload).collect();
+    let payloads = Announcement::payloads(announcements);
     let sent = sqlx::query(
         "SELECT set_config('synchronous_commit', 'off', true),
                 (SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) AS p)",
