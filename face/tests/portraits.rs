@@ -22,6 +22,7 @@ use rythmiq_face::{DetectOptions, Detector, Face, Point};
 /// One hand-labelled portrait.
 struct Labelled {
     name: &'static str,
+    /// The photo, from the repository's root.
     file: &'static str,
     /// Pupils (image left, image right), nose tip, mouth corners (image left, image right).
     points: [(f32, f32); 5],
@@ -46,7 +47,7 @@ const OBAMA: [(f32, f32); 5] = [
 const SET: [Labelled; 7] = [
     Labelled {
         name: "astronaut",
-        file: "astronaut.jpg",
+        file: "pipeline/tests/fixtures/photos/astronaut.jpg",
         points: [
             (202.5, 101.5),
             (245.0, 103.0),
@@ -59,14 +60,14 @@ const SET: [Labelled; 7] = [
     },
     Labelled {
         name: "obama",
-        file: "obama.jpg",
+        file: "target/face-portraits/obama.jpg",
         points: OBAMA,
         chin: Some((495.0, 428.0)),
         cut: false,
     },
     Labelled {
         name: "obama2",
-        file: "obama2.jpg",
+        file: "target/face-portraits/obama2.jpg",
         points: [
             (248.0, 369.0),
             (363.0, 378.0),
@@ -79,7 +80,7 @@ const SET: [Labelled; 7] = [
     },
     Labelled {
         name: "obama3",
-        file: "obama3.jpg",
+        file: "target/face-portraits/obama3.jpg",
         points: [
             (740.0, 383.0),
             (855.0, 393.0),
@@ -92,7 +93,7 @@ const SET: [Labelled; 7] = [
     },
     Labelled {
         name: "biden",
-        file: "biden.jpg",
+        file: "target/face-portraits/biden.jpg",
         points: [
             (535.0, 323.0),
             (650.0, 345.0),
@@ -105,7 +106,7 @@ const SET: [Labelled; 7] = [
     },
     Labelled {
         name: "obama_partial_face",
-        file: "obama_partial_face.jpg",
+        file: "target/face-portraits/obama_partial_face.jpg",
         points: [
             (18.0, 213.0),
             (128.0, 212.0),
@@ -118,7 +119,7 @@ const SET: [Labelled; 7] = [
     },
     Labelled {
         name: "obama_partial_face2",
-        file: "obama_partial_face2.jpg",
+        file: "target/face-portraits/obama_partial_face2.jpg",
         points: OBAMA,
         chin: Some((495.0, 428.0)),
         cut: true,
@@ -133,13 +134,7 @@ fn root() -> PathBuf {
 }
 
 fn load(file: &str) -> RgbImage {
-    let committed = root().join("pipeline/tests/fixtures/photos").join(file);
-    let fetched = root().join("target/face-portraits").join(file);
-    let path = if committed.is_file() {
-        committed
-    } else {
-        fetched
-    };
+    let path = root().join(file);
     image::open(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run load/face/fetch-portraits.sh)", path.display()))
         .into_rgb8()
@@ -170,6 +165,7 @@ fn landmarks_match_the_hand_marked_ones() {
         "roll°",
         "marked"
     );
+    let images: Vec<RgbImage> = SET.iter().map(|l| load(l.file)).collect();
     // The detector's two sizes in the pipeline: 320 px for the photo, 640 px for the framed copy.
     for side in [320, 640] {
         let opts = DetectOptions {
@@ -177,9 +173,8 @@ fn landmarks_match_the_hand_marked_ones() {
             ..DetectOptions::default()
         };
         let mut nmes = Vec::new();
-        for l in &SET {
-            let img = load(l.file);
-            let faces = detector.detect_with(&img, &opts).expect("detect");
+        for (l, img) in SET.iter().zip(&images) {
+            let faces = detector.detect_with(img, &opts).expect("detect");
             assert_eq!(faces.len(), 1, "{} at {side}: {faces:#?}", l.name);
             let f = &faces[0];
             let (le, re) = (l.points[0], l.points[1]);
