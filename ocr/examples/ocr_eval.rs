@@ -7,7 +7,11 @@
 //! reported in the same table, with means for rendered pages, real scans and
 //! all pages.
 //!
-//! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--keep DIR] [--threads N] [--scan IMAGE=REF]...`
+//! With `--f32-peer`, where the matrix products run on the AMX-BF16 kernel
+//! (`rythmiq_ocr::matmul_kernel`), every page is read a second time right after, on the f32
+//! kernels, and both are reported side by side: the same engine, pages and run.
+//!
+//! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--f32-peer] [--keep DIR] [--threads N] [--scan IMAGE=REF]...`
 //! (normally through `load/ocr/bench.sh`). Needs the models
 //! (`scripts/fetch-models.sh`), `fonts-dejavu-core` and `tesseract-ocr`.
 
@@ -178,6 +182,10 @@ fn tesseract(png: &Path) -> Option<(String, f64)> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let use_tess = !args.iter().any(|a| a == "--no-tesseract");
+    let f32_peer = args.iter().any(|a| a == "--f32-peer") && rten_gemm::bf16_active();
+    if args.iter().any(|a| a == "--f32-peer") && !f32_peer {
+        eprintln!("--f32-peer: the products already run on f32 kernels here; no peer to add");
+    }
     let arg_val = |k: &str| {
         args.iter()
             .position(|a| a == k)
@@ -238,6 +246,8 @@ fn main() {
     );
     // (is a scan, CER, CPU-s) per page, for ours and for Tesseract.
     let (mut ours, mut tess_res) = (vec![], vec![]);
+    // (page, ours, ours on the f32 kernels) with --f32-peer.
+    let mut peer = vec![];
     for c in &cases {
         let png = dir.join(format!("{}.png", c.name));
         if let Err(e) = c.image.save(&png) {
@@ -245,17 +255,30 @@ fn main() {
             std::process::exit(1);
         }
         let _ = std::fs::write(dir.join(format!("{}.txt", c.name)), &c.text);
-        let before = cpu_seconds(false);
-        let page = match engine.recognize(&c.image, &OcrOptions::default()) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{}: {e}", c.name);
-                std::process::exit(1);
-            }
+        let read = || {
+            let before = cpu_seconds(false);
+            let page = match engine.recognize(&c.image, &OcrOptions::default()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{}: {e}", c.name);
+                    std::process::exit(1);
+                }
+            };
+            (page, cpu_seconds(false) - before)
         };
-        let cpu = cpu_seconds(false) - before;
+        let (page, cpu) = read();
         let cer = render::cer(&c.text, &page.text);
         ours.push((c.scan, cer, cpu));
+        if f32_peer {
+            rten_gemm::set_bf16_enabled(false);
+            let (peer_page, peer_cpu) = read();
+            rten_gemm::set_bf16_enabled(true);
+            peer.push((
+                c.name.clone(),
+                (c.scan, cer, cpu),
+                (c.scan, render::cer(&c.text, &peer_page.text), peer_cpu),
+            ));
+        }
         let tess = if tess_ok { tesseract(&png) } else { None };
         match tess {
             Some((text, tcpu)) => {
@@ -286,6 +309,29 @@ fn main() {
             "ratio ours/tesseract (all pages): CER {:.2}x, CPU {:.2}x",
             oc / tc.max(1e-9),
             ou / tu.max(1e-9)
+        );
+    }
+    if f32_peer {
+        println!();
+        println!(
+            "{:<20} {:>9} {:>8} | {:>9} {:>8}   (the same engine, each page read on both, alternately)",
+            "page", "bf16 CER", "CPU-s", "f32 CER", "CPU-s"
+        );
+        for (name, (_, c, u), (_, pc, pu)) in &peer {
+            println!("{name:<20} {c:>9.4} {u:>8.2} | {pc:>9.4} {pu:>8.2}");
+        }
+        let bf16: Vec<_> = peer.iter().map(|p| p.1).collect();
+        let f32s: Vec<_> = peer.iter().map(|p| p.2).collect();
+        summary("rythmiq-ocr on the f32 kernels", &format!("{threads} threads"), &f32s);
+        let all = |v: &[(bool, f64, f64)]| stats(v, |_| true);
+        let scans = |v: &[(bool, f64, f64)]| stats(v, |scan| scan);
+        let ((bc, bu, _), (fc, fu, _)) = (all(&bf16), all(&f32s));
+        let ((_, bsu, _), (_, fsu, _)) = (scans(&bf16), scans(&f32s));
+        println!(
+            "ratio bf16/f32 (all pages): CER {:.2}x, median CPU {:.2}x; real scans: median CPU {:.2}x",
+            bc / fc.max(1e-9),
+            bu / fu.max(1e-9),
+            bsu / fsu.max(1e-9)
         );
     }
     println!("goal: mean CER <= 0.01, below Tesseract's, at <= 0.5 CPU-s median per page");

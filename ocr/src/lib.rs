@@ -107,6 +107,15 @@ pub fn has_models(dir: &Path) -> bool {
         .all(|file| dir.join(file).is_file())
 }
 
+/// The matrix-product kernel the models' convolutions run on in this process:
+/// `x86_64-f32-amx-bf16` where the CPU has AMX (bf16 inputs, f32 sums; off with
+/// `RTEN_GEMM_NO_AMX=1`), else an f32 kernel (`x86_64-f32-avx512`, …).
+pub fn matmul_kernel() -> String {
+    rten_gemm::GemmExecutor::<f32>::default()
+        .kernel_name()
+        .to_string()
+}
+
 /// The first of [`models_dir_candidates`] that holds the models; when none does,
 /// [`OcrError::ModelsNotFound`] names every place looked in. The engine itself reads no
 /// setting: callers with a configured directory use it as it is.

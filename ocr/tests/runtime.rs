@@ -1,7 +1,7 @@
 //! Guards for the patched rten (`ocr/vendor/rten`, see its `PATCHES.md`):
 //! the vectorised depthwise convolution must compute what a plain loop
 //! computes, and the added graph fusions must not change what the real
-//! models output.
+//! models output. The bf16 GEMM kernel has its own test (`tests/bf16.rs`).
 //!
 //! The model test needs the models (`scripts/fetch-models.sh`) and fails,
 //! rather than skips, when they are missing.
@@ -69,16 +69,22 @@ fn depthwise_conv_matches_reference() {
     let pool = rten::BufferPool::new();
     // Widths that are not a multiple of any SIMD width, kernels 3 and 5 (the
     // PP-LCNet ones), with and without padding, unit and non-unit strides.
+    // Padding order: top, left, bottom, right.
     let cases = [
-        (3, [1, 1, 1, 1], [1, 1]),
-        (5, [2, 2, 2, 2], [1, 1]),
-        (5, [0, 0, 0, 0], [1, 1]),
-        (3, [1, 1, 1, 1], [2, 1]),
-        (3, [1, 1, 1, 1], [2, 2]),
-        (3, [0, 2, 1, 0], [1, 1]),
+        (3, [1, 1, 1, 1], [1, 1], 37),
+        (5, [2, 2, 2, 2], [1, 1], 37),
+        (5, [0, 0, 0, 0], [1, 1], 37),
+        (3, [1, 1, 1, 1], [2, 1], 37),
+        (3, [1, 1, 1, 1], [2, 2], 37),
+        (3, [0, 2, 1, 0], [1, 1], 37),
+        // Wide rows: the interior's blocks of four vectors.
+        (5, [2, 2, 2, 2], [1, 1], 150),
+        (3, [1, 0, 1, 3], [1, 1], 211),
+        // Narrower than the kernel reaches: no interior at all.
+        (5, [2, 2, 2, 2], [1, 1], 3),
     ];
-    for (i, (k, pads, strides)) in cases.into_iter().enumerate() {
-        let (c, h, w) = (6, 9, 37);
+    for (i, (k, pads, strides, w)) in cases.into_iter().enumerate() {
+        let (c, h) = (6, 9);
         let input = NdTensor::from_data([2, c, h, w], noise(2 * c * h * w, 1 + i as u64));
         let kernel = NdTensor::from_data([c, 1, k, k], noise(c * k * k, 100 + i as u64));
         let bias = noise(c, 200 + i as u64);
@@ -104,6 +110,9 @@ fn depthwise_conv_matches_reference() {
 
 #[test]
 fn graph_fusions_preserve_model_outputs() {
+    // Both graphs on the f32 kernels: bf16 products (`tests/bf16.rs`) would round the fused
+    // weights and the unfused activations differently.
+    rten_gemm::set_bf16_enabled(false);
     let dir = models_dir();
     for (file, shape) in [
         (rythmiq_ocr::REC_MODEL, [1, 3, 48, 200]),

@@ -250,12 +250,14 @@ pub fn load_ocr(
     settings: &WorkerSettings,
     runtimes: usize,
 ) -> anyhow::Result<OcrStage> {
-    OcrStage::load(
+    let stage = OcrStage::load(
         models_dir(models)?,
         settings.ocr_threads_for(runtimes),
         settings.ocr_timeout,
     )
-    .context("loading the OCR models")
+    .context("loading the OCR models")?;
+    tracing::info!(matmul = %rythmiq_ocr::matmul_kernel(), "models loaded");
+    Ok(stage)
 }
 
 pub async fn migrate(args: MigrateCommand) -> anyhow::Result<ExitCode> {
