@@ -322,7 +322,11 @@ fn main() {
         }
         let bf16: Vec<_> = peer.iter().map(|p| p.1).collect();
         let f32s: Vec<_> = peer.iter().map(|p| p.2).collect();
-        summary("rythmiq-ocr on the f32 kernels", &format!("{threads} threads"), &f32s);
+        summary(
+            "rythmiq-ocr on the f32 kernels",
+            &format!("{threads} threads"),
+            &f32s,
+        );
         let all = |v: &[(bool, f64, f64)]| stats(v, |_| true);
         let scans = |v: &[(bool, f64, f64)]| stats(v, |scan| scan);
         let ((bc, bu, _), (fc, fu, _)) = (all(&bf16), all(&f32s));

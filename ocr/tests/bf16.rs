@@ -11,20 +11,7 @@ use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmOptions};
 use rten_tensor::prelude::*;
 use rten_tensor::{NdTensor, NdTensorView};
 use rythmiq_ocr::{EngineConfig, OcrEngine, OcrOptions};
-use support::{models_dir, render};
-
-/// Deterministic values in [-1, 1) (a 64-bit LCG).
-fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
+use support::{models_dir, noise, render};
 
 /// `x` rounded to bf16 (nearest even) and back: a value the kernel's conversion keeps.
 fn to_bf16(x: f32) -> f32 {

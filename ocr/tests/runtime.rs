@@ -12,20 +12,7 @@ use rten::ModelOptions;
 use rten::ops::{Padding, conv};
 use rten_tensor::prelude::*;
 use rten_tensor::{NdTensor, Tensor};
-use support::models_dir;
-
-/// Deterministic values in [-1, 1) (a 64-bit LCG; no `rand` needed).
-fn noise(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..len)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (s >> 40) as f32 / (1u64 << 23) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
+use support::{models_dir, noise};
 
 /// Depthwise convolution the obvious way.
 fn reference_depthwise(

@@ -13,3 +13,17 @@ pub fn models_dir() -> std::path::PathBuf {
             .join("models"),
     }
 }
+
+/// Deterministic values in [-1, 1) (a 64-bit LCG; no `rand` needed).
+#[allow(dead_code)] // the pipeline's tests include this module without using it
+pub fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
