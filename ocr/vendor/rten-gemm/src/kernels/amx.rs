@@ -8,10 +8,10 @@
 //! layout where the two depth values of a pair sit next to each other).
 //!
 //! Linux hands AMX state to a process only after it asks for it (`arch_prctl
-//! ARCH_REQ_XCOMP_PERM`); [`AmxBf16Kernel::new`] asks once and returns `None` if the CPU lacks
-//! AMX-BF16, the kernel refuses, or `RTEN_GEMM_NO_AMX` is set (then the AVX-512 f32 kernel is
-//! used). See Intel's "Intel Advanced Matrix Extensions (Intel AMX) ... Linux kernel" guide,
-//! <https://docs.kernel.org/arch/x86/xstate.html>.
+//! ARCH_REQ_XCOMP_PERM`, <https://docs.kernel.org/arch/x86/xstate.html>); [`AmxBf16Kernel::new`]
+//! asks once and returns `None` if the CPU lacks AMX-BF16, the kernel refuses,
+//! `RTEN_GEMM_NO_AMX` is set or [`set_bf16_enabled`] turned it off (then the AVX-512 f32 kernel
+//! is used).
 
 use std::arch::asm;
 use std::arch::x86_64::*;
