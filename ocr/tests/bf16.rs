@@ -128,6 +128,24 @@ fn bf16_kernel_matches_the_f32_kernels() {
         }
     }
 
+    // Prepacked inputs (rten prepacks a reused weight or batch operand) must be packed for the
+    // kernel that runs the product, shallow ones (handed to the f32 kernel) included.
+    for (m, k, n) in [(40, 27, 50), (37, 70, 70)] {
+        let a = NdTensor::from_data([m, k], noise(m * k, 300));
+        let b = NdTensor::from_data([k, n], noise(k * n, 301));
+        let gemm = GemmExecutor::<f32>::default();
+        let mut packed_out = vec![0.0; m * n];
+        gemm.gemm(
+            &mut packed_out,
+            GemmInputA::Packed(&gemm.prepack_a(a.view())),
+            GemmInputB::Packed(&gemm.prepack_b(b.view())),
+            GemmOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{m}×{k}×{n} prepacked: {e}"));
+        let unpacked_out = self::gemm(&a, b.view(), &vec![0.0; m * n], 1.0, 0.0);
+        assert_eq!(packed_out, unpacked_out, "{m}×{k}×{n}");
+    }
+
     // The real models, through detection (3 × 3 convolutions: the im2col path), the line
     // classifier and the recogniser (1 × 1 convolutions): the same text either way.
     let engine = OcrEngine::load(&EngineConfig {

@@ -293,8 +293,9 @@ pub unsafe trait Kernel<LhsT, RhsT, OutT>: Sync {
         b_quant: Option<QuantParams<RhsT>>,
     );
 
-    /// A kernel to run a product of depth `depth` instead of this one, when this one's
-    /// precision or speed does not suit it (its A input must not be prepacked).
+    /// A kernel to run, and pack the inputs of, a product of depth `depth` instead of this
+    /// one, when this one's precision or speed does not suit it. It must use the same
+    /// im2col steps as this one (the caller builds im2col inputs before the depth is known).
     fn instead_for_depth(
         &self,
         #[allow(unused)] depth: usize,

@@ -227,7 +227,7 @@ impl<LhsT: GemmInT, RhsT: GemmInT, OutT: GemmOutT> GemmExecutor<LhsT, RhsT, OutT
     /// Variant of [`prepack_a`](GemmExecutor::prepack_a) which takes an
     /// allocator.
     pub fn prepack_a_in<A: Alloc>(&self, alloc: A, a: Matrix<LhsT>) -> PackedAMatrix<LhsT> {
-        prepack::prepack_a(&*self.kernel, alloc, a)
+        prepack::prepack_a(kernel_for_depth(&*self.kernel, a.cols()), alloc, a)
     }
 
     /// Return column count step for building an [`Im2Col`] input.
@@ -253,7 +253,7 @@ impl<LhsT: GemmInT, RhsT: GemmInT, OutT: GemmOutT> GemmExecutor<LhsT, RhsT, OutT
     /// Variant of [`prepack_b`](GemmExecutor::prepack_b) which takes an
     /// allocator.
     pub fn prepack_b_in<A: Alloc>(&self, alloc: A, b: Matrix<RhsT>) -> PackedBMatrix<RhsT> {
-        prepack::prepack_b(&*self.kernel, alloc, b)
+        prepack::prepack_b(kernel_for_depth(&*self.kernel, b.rows()), alloc, b)
     }
 
     /// Perform a General Matrix Multiplication ("gemm").
@@ -800,6 +800,16 @@ fn slice_matrix<T>(mat: Matrix<T>, rows: Range<usize>, cols: Range<usize>) -> Ma
 /// [^1]: Low, Tze Meng, et al. "Analytical modeling is enough for
 ///       high-performance BLIS." ACM Transactions on Mathematical Software (TOMS)
 ///       43.2 (2016): 1-18. https://dl.acm.org/doi/pdf/10.1145/2925987
+/// The kernel that runs (and packs the inputs of) a product of depth `depth`: `kernel`, or the
+/// one it hands such products to ([`Kernel::instead_for_depth`]). Prepacking and
+/// [`gemm_impl`] both ask here, so prepacked inputs always match the kernel that reads them.
+fn kernel_for_depth<LhsT, RhsT, OutT>(
+    kernel: &dyn Kernel<LhsT, RhsT, OutT>,
+    depth: usize,
+) -> &dyn Kernel<LhsT, RhsT, OutT> {
+    kernel.instead_for_depth(depth).unwrap_or(kernel)
+}
+
 fn gemm_impl<'a, LhsT: GemmInT, RhsT: GemmInT, OutT: GemmOutT>(
     kernel: &dyn Kernel<LhsT, RhsT, OutT>,
     out_data: &'a mut [MaybeUninit<OutT>],
@@ -815,11 +825,7 @@ fn gemm_impl<'a, LhsT: GemmInT, RhsT: GemmInT, OutT: GemmOutT>(
         return Err(GemmError::KSizeMismatch);
     }
 
-    if let GemmInputA::Unpacked(_) = a
-        && let Some(instead) = kernel.instead_for_depth(a.cols())
-    {
-        return gemm_impl(instead, out_data, a, b, alpha, beta, bias, a_quant, b_quant);
-    }
+    let kernel = kernel_for_depth(kernel, a.cols());
 
     let bias_ok = match bias {
         Some(BiasVector::Row(bias)) => bias.len() == b.cols(),

@@ -537,6 +537,7 @@ unsafe impl Kernel<f32, f32, f32> for AmxBf16Kernel {
         };
     }
 
+    /// The AVX-512 kernel has the same `NR` (32), so the same im2col steps.
     fn instead_for_depth(&self, depth: usize) -> Option<&dyn Kernel<f32, f32, f32>> {
         (depth < MIN_DEPTH).then_some(&self.avx512 as &dyn Kernel<f32, f32, f32>)
     }
