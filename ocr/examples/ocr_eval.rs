@@ -182,10 +182,11 @@ fn tesseract(png: &Path) -> Option<(String, f64)> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let use_tess = !args.iter().any(|a| a == "--no-tesseract");
-    let f32_peer = args.iter().any(|a| a == "--f32-peer") && rten_gemm::bf16_active();
-    if args.iter().any(|a| a == "--f32-peer") && !f32_peer {
+    let f32_peer = args.iter().any(|a| a == "--f32-peer");
+    if f32_peer && !rten_gemm::bf16_active() {
         eprintln!("--f32-peer: the products already run on f32 kernels here; no peer to add");
     }
+    let f32_peer = f32_peer && rten_gemm::bf16_active();
     let arg_val = |k: &str| {
         args.iter()
             .position(|a| a == k)
@@ -246,7 +247,7 @@ fn main() {
     );
     // (is a scan, CER, CPU-s) per page, for ours and for Tesseract.
     let (mut ours, mut tess_res) = (vec![], vec![]);
-    // (page, ours, ours on the f32 kernels) with --f32-peer.
+    // With --f32-peer: (is a scan, CER, CPU-s) per page on the f32 kernels, beside `ours`.
     let mut peer = vec![];
     for c in &cases {
         let png = dir.join(format!("{}.png", c.name));
@@ -273,11 +274,7 @@ fn main() {
             rten_gemm::set_bf16_enabled(false);
             let (peer_page, peer_cpu) = read();
             rten_gemm::set_bf16_enabled(true);
-            peer.push((
-                c.name.clone(),
-                (c.scan, cer, cpu),
-                (c.scan, render::cer(&c.text, &peer_page.text), peer_cpu),
-            ));
+            peer.push((c.scan, render::cer(&c.text, &peer_page.text), peer_cpu));
         }
         let tess = if tess_ok { tesseract(&png) } else { None };
         match tess {
@@ -317,20 +314,21 @@ fn main() {
             "{:<20} {:>9} {:>8} | {:>9} {:>8}   (the same engine, each page read on both, alternately)",
             "page", "bf16 CER", "CPU-s", "f32 CER", "CPU-s"
         );
-        for (name, (_, c, u), (_, pc, pu)) in &peer {
-            println!("{name:<20} {c:>9.4} {u:>8.2} | {pc:>9.4} {pu:>8.2}");
+        for (c, ((_, cer, cpu), (_, pcer, pcpu))) in cases.iter().zip(ours.iter().zip(&peer)) {
+            println!(
+                "{:<20} {cer:>9.4} {cpu:>8.2} | {pcer:>9.4} {pcpu:>8.2}",
+                c.name
+            );
         }
-        let bf16: Vec<_> = peer.iter().map(|p| p.1).collect();
-        let f32s: Vec<_> = peer.iter().map(|p| p.2).collect();
         summary(
             "rythmiq-ocr on the f32 kernels",
             &format!("{threads} threads"),
-            &f32s,
+            &peer,
         );
         let all = |v: &[(bool, f64, f64)]| stats(v, |_| true);
         let scans = |v: &[(bool, f64, f64)]| stats(v, |scan| scan);
-        let ((bc, bu, _), (fc, fu, _)) = (all(&bf16), all(&f32s));
-        let ((_, bsu, _), (_, fsu, _)) = (scans(&bf16), scans(&f32s));
+        let ((bc, bu, _), (fc, fu, _)) = (all(&ours), all(&peer));
+        let ((_, bsu, _), (_, fsu, _)) = (scans(&ours), scans(&peer));
         println!(
             "ratio bf16/f32 (all pages): CER {:.2}x, median CPU {:.2}x; real scans: median CPU {:.2}x",
             bc / fc.max(1e-9),

@@ -64,10 +64,10 @@ fn depthwise_conv_matches_reference() {
         (3, [1, 1, 1, 1], [2, 1], 37),
         (3, [1, 1, 1, 1], [2, 2], 37),
         (3, [0, 2, 1, 0], [1, 1], 37),
-        // Wide rows: the interior's blocks of four vectors.
+        // Wide rows: many full vectors per tap, with uneven padding.
         (5, [2, 2, 2, 2], [1, 1], 150),
         (3, [1, 0, 1, 3], [1, 1], 211),
-        // Narrower than the kernel reaches: no interior at all.
+        // A row narrower than one vector and than the kernel.
         (5, [2, 2, 2, 2], [1, 1], 3),
     ];
     for (i, (k, pads, strides, w)) in cases.into_iter().enumerate() {
