@@ -139,6 +139,13 @@ fn round_to_bf16_hi(x: __m512) -> __m512i {
     _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb))
 }
 
+/// The mask of the first `n - from` lanes of sixteen (none when `n <= from`, all when
+/// `n >= from + 16`): the part of a row's 16-value half that holds data.
+fn lanes(n: usize, from: usize) -> __mmask16 {
+    let m = n.saturating_sub(from).min(16);
+    if m == 16 { 0xffff } else { (1u16 << m) - 1 }
+}
+
 /// Scalar form of [`round_to_bf16_hi`], returning the bf16 bits.
 #[inline]
 fn bf16_bits(x: f32) -> u16 {
@@ -186,10 +193,7 @@ impl AmxBf16Kernel {
         assert_eq!(out.len(), kp * NR / 2);
         let zero = _mm512_setzero_ps();
         let hi_mask = _mm512_set1_epi32(0xffff_0000u32 as i32);
-        let masks: [__mmask16; 2] = [0, 16].map(|from| {
-            let m = used_cols.saturating_sub(from).min(16);
-            if m == 16 { 0xffff } else { (1u16 << m) - 1 }
-        });
+        let masks = [lanes(used_cols, 0), lanes(used_cols, 16)];
         let row = |k: usize, half: usize| -> __m512 {
             if k < depth {
                 // Safety: row `k < depth`, the masked load reads only its first `used_cols`.
@@ -250,15 +254,11 @@ impl AmxBf16Kernel {
     #[target_feature(enable = "avx512f")]
     unsafe fn pack_a_run(dst: &mut [MaybeUninit<u16>], src: *const f32, n: usize) {
         debug_assert!(dst.len() == KB && n <= KB);
-        let mask = |from: usize| -> __mmask16 {
-            let m = n.saturating_sub(from).min(16);
-            if m == 16 { 0xffff } else { (1u16 << m) - 1 }
-        };
         for half in 0..2 {
             // Safety: the masked load reads only the first `n` values, which the caller
             // guarantees are readable; the store writes 16 of `dst`'s 32 values.
             unsafe {
-                let x = _mm512_maskz_loadu_ps(mask(half * 16), src.add(half * 16));
+                let x = _mm512_maskz_loadu_ps(lanes(n, half * 16), src.add(half * 16));
                 let bf16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(round_to_bf16_hi(x)));
                 _mm256_storeu_si256(dst.as_mut_ptr().add(half * 16) as *mut __m256i, bf16);
             }
@@ -322,11 +322,10 @@ impl AmxBf16Kernel {
         let alpha_v = _mm512_set1_ps(alpha);
         let beta_v = _mm512_set1_ps(beta);
         for half in 0..2 {
-            let cols = used_cols.saturating_sub(half * 16).min(16);
-            if cols == 0 {
+            let mask = lanes(used_cols, half * 16);
+            if mask == 0 {
                 break;
             }
-            let mask: __mmask16 = if cols == 16 { 0xffff } else { (1 << cols) - 1 };
             for row in 0..used_rows {
                 // Safety: `row < used_rows <= MR`, `half * 16 + 16 <= NR`; the output pointer
                 // covers `used_rows` rows of `used_cols` columns (masked).
