@@ -50,6 +50,38 @@ impl Run {
     pub fn transactions_per_job(&self) -> Option<f64> {
         self.per_job(self.counted.as_ref().map(|c| c.transactions))
     }
+
+    /// Server execution time per job, in milliseconds (`pg_stat_statements`).
+    pub fn exec_ms_per_job(&self) -> Option<f64> {
+        let jobs = self.rate.jobs;
+        self.counted
+            .as_ref()
+            .and_then(Counted::total_exec_ms)
+            .filter(|_| jobs > 0)
+            .map(|t| t / jobs as f64)
+    }
+
+    /// The run's statements (calls per job, mean execution in ms, then the statement), under
+    /// `title`; nothing when they were not counted.
+    fn statements_listing(&self, title: &str, out: &mut String) {
+        let Some(statements) = self.counted.as_ref().and_then(|c| c.statements.as_ref()) else {
+            return;
+        };
+        let jobs = self.rate.jobs.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "\n{title} (calls per job, mean execution in ms, then the statement):"
+        );
+        for st in statements {
+            let _ = writeln!(
+                out,
+                "  {:>6.3}  {:>7.3}  {}",
+                st.calls as f64 / jobs,
+                st.mean_ms,
+                clip(&st.query, QUERY_WIDTH)
+            );
+        }
+    }
 }
 
 /// How the run was set up.
@@ -85,7 +117,7 @@ pub fn clip(s: &str, width: usize) -> String {
 }
 
 impl Report {
-    /// The table: settings, then one row per figure, then our statements per job.
+    /// The table: settings, then one row per figure, then each side's statements per job.
     pub fn table(&self) -> String {
         let s = &self.settings;
         let mut out = String::new();
@@ -132,28 +164,17 @@ impl Report {
             figure(self.ours.transactions_per_job(), 2),
             figure(theirs.and_then(Run::transactions_per_job), 2),
         );
+        row(
+            &mut out,
+            "server execution ms/job",
+            figure(self.ours.exec_ms_per_job(), 3),
+            figure(theirs.and_then(Run::exec_ms_per_job), 3),
+        );
         let ratio = their_rate.filter(|r| *r > 0.0).map(|r| ours_rate / r);
         let _ = writeln!(out, "\nratio ours / graphile-worker: {}", figure(ratio, 2));
-        if let Some(statements) = self
-            .ours
-            .counted
-            .as_ref()
-            .and_then(|c| c.statements.as_ref())
-        {
-            let jobs = self.ours.rate.jobs.max(1) as f64;
-            let _ = writeln!(
-                out,
-                "\nOur statements (calls per job, mean execution in ms, then the statement):"
-            );
-            for st in statements {
-                let _ = writeln!(
-                    out,
-                    "  {:>6.3}  {:>7.3}  {}",
-                    st.calls as f64 / jobs,
-                    st.mean_ms,
-                    clip(&st.query, QUERY_WIDTH)
-                );
-            }
+        self.ours.statements_listing("Our statements", &mut out);
+        if let Some(theirs) = theirs {
+            theirs.statements_listing("graphile-worker's statements", &mut out);
         }
         out
     }
@@ -216,7 +237,15 @@ mod tests {
         assert!(t.contains("| statements/job | 5.00 | 2.00 |"), "{t}");
         assert!(t.contains("| transactions/job | 2.00 | 2.00 |"), "{t}");
         assert!(t.contains("ratio ours / graphile-worker: 2.00"), "{t}");
+        // 500 calls of 0.25 ms over 100 jobs; 200 over 100.
+        assert!(
+            t.contains("| server execution ms/job | 1.250 | 0.500 |"),
+            "{t}"
+        );
+        assert!(t.contains("Our statements"), "{t}");
         assert!(t.contains("   5.000    0.250  SELECT 1"), "{t}");
+        assert!(t.contains("graphile-worker's statements"), "{t}");
+        assert!(t.contains("   2.000    0.250  SELECT 1"), "{t}");
     }
 
     #[test]
@@ -240,6 +269,7 @@ mod tests {
         };
         let t = report.table();
         assert!(t.contains("| statements/job | n/a | n/a |"), "{t}");
+        assert!(t.contains("| server execution ms/job | n/a | n/a |"), "{t}");
         assert!(t.contains("ratio ours / graphile-worker: n/a"), "{t}");
     }
 

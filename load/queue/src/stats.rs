@@ -31,6 +31,13 @@ impl Counted {
             .as_ref()
             .map(|s| s.iter().map(|s| s.calls).sum())
     }
+
+    /// Milliseconds the server spent executing the window's statements, all together.
+    pub fn total_exec_ms(&self) -> Option<f64> {
+        self.statements
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.calls as f64 * s.mean_ms).sum())
+    }
 }
 
 /// A window opened on one database; the measuring connection's own statements (those that read
@@ -139,10 +146,12 @@ mod tests {
             ]),
         };
         assert_eq!(c.total_statements(), Some(4));
+        assert!((c.total_exec_ms().unwrap_or_default() - 0.04).abs() < 1e-9);
         let none = Counted {
             transactions: 3,
             statements: None,
         };
         assert_eq!(none.total_statements(), None);
+        assert_eq!(none.total_exec_ms(), None);
     }
 }
