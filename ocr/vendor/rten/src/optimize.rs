@@ -29,11 +29,11 @@ use fusions::{
     AddSoftmaxFusion, ApproxGeluFusion, BatchNormalizationFusion, CastElimination,
     ComputeShapeFusion, ConvAddFusion, ConvAffineFusion, ConvBatchNormFusion,
     ConvInputAffineFusion, ConvIntegerToFloatFusion, Fusion, FusionError, FusionVisitor,
-    GeluFusion, GroupedQueryAttentionMatMulFusion, HardSwishFusion, IdentityFusion,
-    LayerNormalizationFusion, MatMulAddFusion, MatMulIntegerToFloatFusion, MatMulScaleFusion,
-    PatternFusion, RMSNormalizationFusion, ReciprocalFusion, ReduceMeanAxesFusion,
-    RepeatInterleaveFusion, SafeSoftmaxFusion, ShapeSliceToConstant, SiluFusion, SwishFusion,
-    TransposeFusion,
+    GeluFusion, GroupedQueryAttentionMatMulFusion, HardSwishAffineFusion, HardSwishFusion,
+    IdentityFusion, LayerNormalizationFusion, MatMulAddFusion, MatMulIntegerToFloatFusion,
+    MatMulScaleFusion, PatternFusion, RMSNormalizationFusion, ReciprocalFusion,
+    ReduceMeanAxesFusion, RepeatInterleaveFusion, SafeSoftmaxFusion, ShapeSliceToConstant,
+    SiluFusion, SwishFusion, TransposeFusion,
 };
 
 /// Errors that occur while applying graph optimizations.
@@ -643,6 +643,7 @@ impl GraphOptimizer {
         fusions.push(GeluFusion {}.into_visitor());
         fusions.push(ApproxGeluFusion {}.into_visitor());
         fusions.push(HardSwishFusion {});
+        fusions.push(HardSwishAffineFusion {});
 
         // Normalization fusions
         fusions.push(LayerNormalizationFusion {}.into_visitor());

@@ -111,9 +111,10 @@ pub(crate) use {
     split::Split,
     trilu::Trilu,
     unary_elementwise::{
-        Abs, Acos, Acosh, Asin, Asinh, Atan, Atanh, Ceil, Clip, Cos, Cosh, Elu, Erf, Exp, Floor,
-        Gelu, HardSigmoid, HardSwish, IsInf, IsNaN, LeakyRelu, Log, Neg, Not, PRelu, Reciprocal,
-        Relu, Round, Sigmoid, Sign, Silu, Sin, Sinh, Softplus, Softsign, Sqrt, Swish, Tan, Tanh,
+        Abs, Acos, Acosh, AffineHardSwish, Asin, Asinh, Atan, Atanh, Ceil, Clip, Cos, Cosh, Elu,
+        Erf, Exp, Floor, Gelu, HardSigmoid, HardSwish, IsInf, IsNaN, LeakyRelu, Log, Neg, Not,
+        PRelu, Reciprocal, Relu, Round, Sigmoid, Sign, Silu, Sin, Sinh, Softplus, Softsign, Sqrt,
+        Swish, Tan, Tanh,
     },
     variadic_elementwise::{Max, Mean, Min, Sum},
 };

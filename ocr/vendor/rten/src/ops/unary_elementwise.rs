@@ -476,6 +476,44 @@ impl SimdUnaryOp<f32> for HardSwishKernel {
 
 impl_get_kernel!(HardSwish, f32, SimdKernel(HardSwishKernel {}));
 
+/// `scale * HardSwish(x) + shift`: a HardSwish followed by a scalar affine
+/// step, fused (`optimize::fusions::HardSwishAffineFusion`). Not an ONNX
+/// operator. PP-LCNetV3's "learnable affine blocks" put such a step after every
+/// activation; where the next layer is a padded convolution it cannot be
+/// folded into that layer's weights, and as `Mul` and `Add` it cost two more
+/// passes over the activation.
+#[derive(Debug)]
+pub struct AffineHardSwish {
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl_operator!(AffineHardSwish, [FloatTensor]);
+
+struct AffineHardSwishKernel {
+    scale: f32,
+    shift: f32,
+}
+
+impl SimdUnaryOp<f32> for AffineHardSwishKernel {
+    #[inline(always)]
+    fn eval<I: rten_simd::Isa>(&self, isa: I, x: I::F32) -> I::F32 {
+        use rten_simd::ops::{BitOps, NumOps};
+        let ops = isa.f32();
+        let y = HardSwishKernel {}.eval(isa, x);
+        ops.mul_add(y, ops.splat(self.scale), ops.splat(self.shift))
+    }
+}
+
+impl GetKernel<f32> for AffineHardSwish {
+    fn get_kernel(&self) -> impl UnaryKernel<f32> + Send + Sync {
+        SimdKernel(AffineHardSwishKernel {
+            scale: self.scale,
+            shift: self.shift,
+        })
+    }
+}
+
 impl_operator_fn!(HardSwish, hard_swish, cfg_test);
 
 #[derive(Debug)]

@@ -14,10 +14,10 @@ use crate::graph::{
 use crate::operator::Operator;
 use crate::ops::transform_inputs::TransformInputsBuilder;
 use crate::ops::{
-    AddSoftmax, BatchNormalization, Cast, ComputeShape, Conv, ConvInteger, ConvIntegerToFloat,
-    FusedMatMul, Gelu, GroupedQueryAttentionMatMul, HardSigmoid, HardSwish, LayerNormalization,
-    MatMulIntegerToFloat, Padding, RMSNormalization, Reciprocal, ReduceMean, RepeatInterleave,
-    Shape, Silu, Softmax, Swish, SymbolInfo, Transpose,
+    AddSoftmax, AffineHardSwish, BatchNormalization, Cast, ComputeShape, Conv, ConvInteger,
+    ConvIntegerToFloat, FusedMatMul, Gelu, GroupedQueryAttentionMatMul, HardSigmoid, HardSwish,
+    LayerNormalization, MatMulIntegerToFloat, Padding, RMSNormalization, Reciprocal, ReduceMean,
+    RepeatInterleave, Shape, Silu, Softmax, Swish, SymbolInfo, Transpose,
 };
 use crate::optimize::pattern_matcher::{Match, Pattern};
 use crate::value::ValueType;
@@ -2073,6 +2073,76 @@ impl FusionVisitor for HardSwishFusion {
             op_node.name(),
             Arc::new(HardSwish {}),
             &[Some(x)],
+            op_node.output_ids(),
+            &[],
+        ))
+    }
+}
+
+/// `Mul(HardSwish(x), s)` → `AffineHardSwish { scale: s, shift: 0 }`, then
+/// `Mul(AffineHardSwish(x), s)` and `Add(AffineHardSwish(x), t)` fold into its
+/// scale and shift, for scalar constants `s` and `t` (either operand order).
+/// A chain `HardSwish → Mul → Add` becomes one pass over the activation.
+pub struct HardSwishAffineFusion {}
+
+impl FusionVisitor for HardSwishAffineFusion {
+    type State = ();
+
+    fn name(&self) -> &str {
+        "HardSwishAffineFusion"
+    }
+
+    fn prepare(&self, _: &Graph) {}
+
+    fn maybe_fuse(
+        &self,
+        _state: &(),
+        graph: &Graph,
+        _op_node_id: NodeId,
+        op_node: &OperatorNode,
+    ) -> Result<Fusion, FusionError> {
+        let is_mul = match op_node.operator().name() {
+            "Mul" => true,
+            "Add" => false,
+            _ => return Err(FusionError::NoMatch),
+        };
+        let [Some(lhs), Some(rhs)] = op_node.input_ids() else {
+            return Err(FusionError::NoMatch);
+        };
+        let (lhs, rhs) = (*lhs, *rhs);
+        // A single value, of rank 0 or 1: it cannot change the output's shape
+        // by broadcasting.
+        let scalar = |id: NodeId| match graph.get_node(id) {
+            Some(Node::Constant(c)) if c.shape().len() <= 1 => graph.get_scalar::<f32>(id),
+            _ => None,
+        };
+        let (act, value) = match (scalar(lhs), scalar(rhs)) {
+            (None, Some(v)) => (lhs, v),
+            (Some(v), None) => (rhs, v),
+            _ => return Err(FusionError::NoMatch),
+        };
+        let Some((_, act_op)) = graph.get_source_node(act) else {
+            return Err(FusionError::NoMatch);
+        };
+        let [Some(x)] = act_op.input_ids() else {
+            return Err(FusionError::NoMatch);
+        };
+        let (scale, shift) = if act_op.operator().downcast_ref::<HardSwish>().is_some() {
+            (1., 0.)
+        } else if let Some(a) = act_op.operator().downcast_ref::<AffineHardSwish>() {
+            (a.scale, a.shift)
+        } else {
+            return Err(FusionError::NoMatch);
+        };
+        let (scale, shift) = if is_mul {
+            (scale * value, shift * value)
+        } else {
+            (scale, shift + value)
+        };
+        Ok(Fusion::from_op(
+            op_node.name(),
+            Arc::new(AffineHardSwish { scale, shift }),
+            &[Some(*x)],
             op_node.output_ids(),
             &[],
         ))
