@@ -214,8 +214,6 @@ struct DepthwiseChannelOp<'a> {
     out_init: f32,
     image_chan: &'a [f32],
     weights: &'a [f32],
-    /// Where each kernel column's taps start in the padded planes (set by `eval`).
-    tap_offsets: SmallVec<[usize; 7]>,
     /// [`PADDED_CHANNEL`]'s buffer, taken out of the thread-local for the call:
     /// code in a closure would not be compiled for the dispatched ISA.
     padded: &'a mut Vec<f32>,
@@ -227,13 +225,15 @@ const DEPTHWISE_VECTORS: usize = 2;
 
 impl DepthwiseChannelOp<'_> {
     /// Rows `y0..y0 + R` of the output, whose input rows start at `offsets`
-    /// (`R * kernel_h` offsets into `plane`, row by row).
+    /// (`R * kernel_h` offsets into `plane`, row by row) and whose kernel
+    /// columns' taps start `taps` further on.
     #[inline(always)]
     fn rows<I: Isa, const R: usize>(
         &mut self,
         isa: I,
         plane: *const f32,
         offsets: &[usize],
+        taps: &[usize],
         y0: usize,
     ) {
         let n = isa.f32().len();
@@ -241,10 +241,10 @@ impl DepthwiseChannelOp<'_> {
         let mut x0 = 0;
         while x0 < out_w {
             if out_w - x0 > n {
-                self.block::<I, R, DEPTHWISE_VECTORS>(isa, plane, offsets, y0, x0);
+                self.block::<I, R, DEPTHWISE_VECTORS>(isa, plane, offsets, taps, y0, x0);
                 x0 += DEPTHWISE_VECTORS * n;
             } else {
-                self.block::<I, R, 1>(isa, plane, offsets, y0, x0);
+                self.block::<I, R, 1>(isa, plane, offsets, taps, y0, x0);
                 x0 += n;
             }
         }
@@ -258,6 +258,7 @@ impl DepthwiseChannelOp<'_> {
         isa: I,
         plane: *const f32,
         offsets: &[usize],
+        taps: &[usize],
         y0: usize,
         x0: usize,
     ) {
@@ -272,7 +273,7 @@ impl DepthwiseChannelOp<'_> {
             let rows: [*const f32; R] =
                 std::array::from_fn(|j| unsafe { plane.add(offsets[j * k_h + k_y] + x0) });
             let weights = &self.weights[k_y * k_w..][..k_w];
-            for (&weight, &tap) in weights.iter().zip(&self.tap_offsets) {
+            for (&weight, &tap) in weights.iter().zip(taps) {
                 let w = ops.splat(weight);
                 for (row, acc) in rows.iter().zip(acc.iter_mut()) {
                     for (v, acc) in acc.iter_mut().enumerate() {
@@ -329,7 +330,7 @@ impl SimdOp for DepthwiseChannelOp<'_> {
             + DEPTHWISE_VECTORS * n;
         let plane_len = (in_h + 1) * pw;
         let zero_row = in_h * pw;
-        self.tap_offsets = (0..k_w)
+        let taps: SmallVec<[usize; 7]> = (0..k_w)
             .map(|k_x| (k_x * dx % sx) * plane_len + k_x * dx / sx)
             .collect();
 
@@ -371,10 +372,10 @@ impl SimdOp for DepthwiseChannelOp<'_> {
                 }
             }
             match rows {
-                4 => self.rows::<I, 4>(isa, plane, &offsets, y0),
-                3 => self.rows::<I, 3>(isa, plane, &offsets, y0),
-                2 => self.rows::<I, 2>(isa, plane, &offsets, y0),
-                _ => self.rows::<I, 1>(isa, plane, &offsets, y0),
+                4 => self.rows::<I, 4>(isa, plane, &offsets, &taps, y0),
+                3 => self.rows::<I, 3>(isa, plane, &offsets, &taps, y0),
+                2 => self.rows::<I, 2>(isa, plane, &offsets, &taps, y0),
+                _ => self.rows::<I, 1>(isa, plane, &offsets, &taps, y0),
             }
             y0 += rows;
         }
@@ -405,7 +406,6 @@ impl DepthwiseConvKernel<f32, f32, f32> for SimdDepthwiseConvKernel {
             out_init,
             image_chan,
             weights: &weights,
-            tap_offsets: SmallVec::new(),
             padded: &mut padded,
         }
         .dispatch();
