@@ -7,8 +7,8 @@
 //! reported in the same table, with means for rendered pages, real scans and
 //! all pages.
 //!
-//! With `--f32-peer`, where the matrix products run on the AMX-BF16 kernel
-//! (`rythmiq_ocr::matmul_kernel`), every page is read a second time right after, on the f32
+//! With `--f32-peer`, where the matrix products run on a bf16 kernel (AMX or AVX512-BF16,
+//! `rythmiq_ocr::matmul_kernel`), every page is read a second time right after, on the f32
 //! kernels, and both are reported side by side: the same engine, pages and run.
 //!
 //! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--f32-peer] [--keep DIR] [--threads N] [--scan IMAGE=REF]...`

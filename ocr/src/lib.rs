@@ -108,8 +108,9 @@ pub fn has_models(dir: &Path) -> bool {
 }
 
 /// The matrix-product kernel the models' convolutions run on in this process:
-/// `x86_64-f32-amx-bf16` where the CPU has AMX (bf16 inputs, f32 sums; off with
-/// `RTEN_GEMM_NO_AMX=1`), else an f32 kernel (`x86_64-f32-avx512`, …).
+/// `x86_64-f32-amx-bf16` where the CPU has AMX, `x86_64-f32-avx512-bf16` where it has
+/// AVX512-BF16 (both: bf16 inputs, f32 sums; off with `RTEN_GEMM_NO_BF16=1`), else an f32
+/// kernel (`x86_64-f32-avx512`, …).
 pub fn matmul_kernel() -> String {
     rten_gemm::GemmExecutor::<f32>::default()
         .kernel_name()

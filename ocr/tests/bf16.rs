@@ -1,9 +1,11 @@
-//! The AMX-BF16 GEMM kernel (`ocr/vendor/rten-gemm`, see `ocr/vendor/rten/PATCHES.md`) against
-//! the f32 kernels it replaces where the CPU has AMX: the same products to within bf16
-//! rounding, and the same text from the real models on a rendered page.
+//! The bf16 GEMM kernels (`ocr/vendor/rten-gemm`, see `ocr/vendor/rten/PATCHES.md`: AMX tiles,
+//! AVX512-BF16 dot products) against the f32 kernels they replace, each where the CPU has it:
+//! the same products to within bf16 rounding, and the same text from the real models on a
+//! rendered page.
 //!
-//! One test function, because the kernel switch is process-wide. On a CPU without AMX there
-//! is nothing to compare; the test says so and checks that f32 GEMMs stay on the f32 kernels.
+//! One test function, because the kernel switch is process-wide. On a CPU with neither unit
+//! there is nothing to compare; the test says so and checks that f32 GEMMs stay on the f32
+//! kernels.
 
 mod support;
 
@@ -57,18 +59,37 @@ fn kernel_name() -> String {
 }
 
 #[test]
-fn bf16_kernel_matches_the_f32_kernels() {
+fn bf16_kernels_match_the_f32_kernels() {
     rten_gemm::set_bf16_enabled(false);
     let f32_kernel = kernel_name();
     assert!(!f32_kernel.contains("bf16"), "{f32_kernel}");
     rten_gemm::set_bf16_enabled(true);
-    if !rten_gemm::bf16_active() {
-        eprintln!("no AMX-BF16 on this CPU: f32 GEMMs run on {f32_kernel}, nothing to compare");
-        assert_eq!(kernel_name(), f32_kernel);
-        return;
+    // AMX where the CPU has it, then the dot-product kernel (which a CPU with AMX has too).
+    let mut checked: Vec<String> = Vec::new();
+    for amx in [true, false] {
+        rten_gemm::set_amx_enabled(amx);
+        let name = kernel_name();
+        if !rten_gemm::bf16_active() || checked.contains(&name) {
+            continue;
+        }
+        if amx {
+            assert!(["x86_64-f32-amx-bf16", "x86_64-f32-avx512-bf16"].contains(&name.as_str()));
+        } else {
+            assert_eq!(name, "x86_64-f32-avx512-bf16");
+        }
+        eprintln!("checking {name} against {f32_kernel}");
+        matches_the_f32_kernels();
+        checked.push(name);
     }
-    assert_eq!(kernel_name(), "x86_64-f32-amx-bf16");
+    rten_gemm::set_amx_enabled(true);
+    if checked.is_empty() {
+        eprintln!("no bf16 unit on this CPU: f32 GEMMs run on {f32_kernel}, nothing to compare");
+        assert_eq!(kernel_name(), f32_kernel);
+    }
+}
 
+/// The bf16 kernel `GemmExecutor::default` picks now against the f32 kernels.
+fn matches_the_f32_kernels() {
     // Shapes on and off the 32 × 32 tile and the 32-deep step, transposed (strided) B, alpha
     // and beta (the kernel's slower output path), and a product shallower than the kernel's
     // minimum depth (run on the f32 kernel).

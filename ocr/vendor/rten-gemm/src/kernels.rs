@@ -17,7 +17,7 @@ pub mod aarch64;
 pub mod x86_64;
 
 #[cfg(target_arch = "x86_64")]
-pub mod amx;
+pub mod bf16;
 
 #[cfg(target_arch = "wasm32")]
 #[cfg(target_feature = "simd128")]

@@ -160,6 +160,11 @@ enum F32KernelType {
     #[cfg(target_arch = "x86_64")]
     AmxBf16,
 
+    /// Use the AVX512-BF16 dot-product kernel (bf16 inputs, f32 accumulation). x64 with
+    /// AVX512-BF16 only (Intel Cooper Lake and later Xeons, AMD Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+
     /// Use the ARM NEON kernel. ARM 64 only.
     #[cfg(target_arch = "aarch64")]
     ArmNeon,
@@ -494,7 +499,9 @@ impl WithKernel for GemmExecutor<f32, f32, f32> {
             #[cfg(target_arch = "x86_64")]
             F32KernelType::Avx512 => Self::from_kernel::<kernels::x86_64::Avx512Kernel>(),
             #[cfg(target_arch = "x86_64")]
-            F32KernelType::AmxBf16 => Self::from_kernel::<kernels::amx::AmxBf16Kernel>(),
+            F32KernelType::AmxBf16 => Self::from_kernel::<kernels::bf16::AmxBf16Kernel>(),
+            #[cfg(target_arch = "x86_64")]
+            F32KernelType::Avx512Bf16 => Self::from_kernel::<kernels::bf16::Avx512Bf16Kernel>(),
             #[cfg(target_arch = "x86_64")]
             F32KernelType::Fma => Self::from_kernel::<kernels::x86_64::FmaKernel>(),
             #[cfg(target_arch = "aarch64")]
@@ -512,6 +519,7 @@ impl WithKernel for GemmExecutor<f32, f32, f32> {
         #[cfg(target_arch = "x86_64")]
         {
             types.push(F32KernelType::AmxBf16);
+            types.push(F32KernelType::Avx512Bf16);
             types.push(F32KernelType::Avx512);
             types.push(F32KernelType::Fma);
         }
@@ -542,6 +550,8 @@ impl Default for GemmExecutor<f32, f32, f32> {
     fn default() -> Self {
         #[cfg(target_arch = "x86_64")]
         try_kernel!(F32KernelType::AmxBf16);
+        #[cfg(target_arch = "x86_64")]
+        try_kernel!(F32KernelType::Avx512Bf16);
         #[cfg(target_arch = "x86_64")]
         try_kernel!(F32KernelType::Avx512);
         #[cfg(target_arch = "x86_64")]
@@ -1286,9 +1296,9 @@ fn gemm_block<LhsT: Sync, RhsT: Sync, OutT: GemmOutT>(
 mod reduced_range_rng;
 
 #[cfg(target_arch = "x86_64")]
-pub use kernels::amx::{bf16_active, set_bf16_enabled};
+pub use kernels::bf16::{bf16_active, set_amx_enabled, set_bf16_enabled};
 
-/// Whether f32 GEMMs made now run on the AMX-BF16 kernel (never on this architecture).
+/// Whether f32 GEMMs made now run on a bf16 kernel (never on this architecture).
 #[cfg(not(target_arch = "x86_64"))]
 pub fn bf16_active() -> bool {
     false
@@ -1297,6 +1307,10 @@ pub fn bf16_active() -> bool {
 /// No effect on this architecture: it has no bf16 kernel.
 #[cfg(not(target_arch = "x86_64"))]
 pub fn set_bf16_enabled(_enabled: bool) {}
+
+/// No effect on this architecture: it has no AMX kernel.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn set_amx_enabled(_enabled: bool) {}
 
 /// TODO - Move this to the rten-base crate.
 #[doc(hidden)]

@@ -1,21 +1,30 @@
-//! f32 GEMM on Intel AMX tiles, with bf16 inputs and f32 accumulation.
+//! f32 GEMM with bf16 inputs and f32 accumulation, on Intel AMX tiles or on AVX-512 BF16
+//! dot products.
 //!
-//! Both inputs are rounded to bfloat16 (round to nearest even) while they are packed, and
-//! `TDPBF16PS` multiplies 16 × 32 by 32 × 16 blocks into f32 accumulators: 16 times the
-//! multiply-adds of one AVX-512 FMA per instruction. Each call computes a 32 × 32 output tile
-//! from four accumulator tiles (`tmm0`–`tmm3`), two A tiles (`tmm4`, `tmm5`: 16 rows × 32 depth
-//! each) and two B tiles (`tmm6`, `tmm7`: 16 depth pairs × 16 columns each, in the "VNNI"
-//! layout where the two depth values of a pair sit next to each other).
+//! Both inputs are rounded to bfloat16 (round to nearest even) while they are packed. Each call
+//! computes a 32 × 32 output tile from an A panel (per 32-deep step, two tiles of 16 rows × 32
+//! depth) and a B panel (per step, two tiles of 16 depth pairs × 16 columns, in the "VNNI"
+//! layout where the two depth values of a pair sit next to each other). Two units read the same
+//! panels ([`Bf16Unit`]):
+//!
+//! - [`Amx`]: `TDPBF16PS` multiplies 16 × 32 by 32 × 16 blocks into f32 accumulator tiles
+//!   (`tmm0`–`tmm3`), 16 times the multiply-adds of one AVX-512 FMA per instruction (Sapphire
+//!   Rapids and later Xeons).
+//! - [`DotProduct`]: `VDPBF16PS` (AVX512-BF16: Cooper Lake, Sapphire Rapids, AMD Zen 4 and
+//!   later) multiplies a broadcast depth pair of A by a row of B pairs into sixteen f32 lanes:
+//!   twice the multiply-adds of an FMA per instruction, and half the bytes of f32 panels. A
+//!   pair of B tiles' rows is exactly one such operand each, so the panels need no other layout.
 //!
 //! Linux hands AMX state to a process only after it asks for it (`arch_prctl
-//! ARCH_REQ_XCOMP_PERM`, <https://docs.kernel.org/arch/x86/xstate.html>); [`AmxBf16Kernel::new`]
-//! asks once and returns `None` if the CPU lacks AMX-BF16, the kernel refuses,
-//! `RTEN_GEMM_NO_AMX` is set or [`set_bf16_enabled`] turned it off (then the AVX-512 f32 kernel
-//! is used).
+//! ARCH_REQ_XCOMP_PERM`, <https://docs.kernel.org/arch/x86/xstate.html>); [`Amx`] asks once.
+//! A kernel is `None` when the CPU lacks its unit, `RTEN_GEMM_NO_BF16` (or its older name
+//! `RTEN_GEMM_NO_AMX`) is set, or [`set_bf16_enabled`] turned bf16 off (then the AVX-512 f32
+//! kernel is used); [`set_amx_enabled`] leaves the dot-product kernel to a CPU with AMX too.
 
 use std::arch::asm;
 use std::arch::x86_64::*;
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -41,27 +50,43 @@ const MIN_DEPTH: usize = 64;
 /// Bytes of one tile (16 rows × 64 bytes).
 const TILE_BYTES: usize = 1024;
 
-/// Whether new f32 GEMM executors may pick this kernel ([`set_bf16_enabled`]).
+/// Whether new f32 GEMM executors may pick a bf16 kernel ([`set_bf16_enabled`]).
 static ENABLED: AtomicBool = AtomicBool::new(true);
+/// Whether they may pick the AMX one ([`set_amx_enabled`]).
+static AMX_ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Lets (`true`, the default) or stops f32 GEMM executors made from now on use the AMX-BF16
+/// Lets (`true`, the default) or stops f32 GEMM executors made from now on use a bf16
 /// kernel; stopped, they use the f32 kernels (exact f32 runs, comparisons in tests).
 pub fn set_bf16_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether f32 GEMMs made now run on the AMX-BF16 kernel.
+/// Lets (`true`, the default) or stops f32 GEMM executors made from now on use the AMX
+/// kernel; stopped, a CPU with AVX512-BF16 uses the dot-product kernel ([`DotProduct`]).
+pub fn set_amx_enabled(enabled: bool) {
+    AMX_ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether f32 GEMMs made now run on a bf16 kernel (AMX or AVX512-BF16).
 pub fn bf16_active() -> bool {
-    ENABLED.load(Ordering::Relaxed) && amx_usable()
+    Amx::usable() || DotProduct::usable()
+}
+
+/// Whether bf16 products are allowed at all: not turned off by the environment or
+/// [`set_bf16_enabled`].
+fn bf16_allowed() -> bool {
+    static ENV_OFF: OnceLock<bool> = OnceLock::new();
+    let env_off = *ENV_OFF.get_or_init(|| {
+        std::env::var_os("RTEN_GEMM_NO_BF16").is_some()
+            || std::env::var_os("RTEN_GEMM_NO_AMX").is_some()
+    });
+    ENABLED.load(Ordering::Relaxed) && !env_off
 }
 
 /// Whether this process may use AMX-BF16: checked and requested once.
 fn amx_usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
-        if std::env::var_os("RTEN_GEMM_NO_AMX").is_some() {
-            return false;
-        }
         // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE (std's detection of these is
         // not stable).
         let leaf7 = __cpuid_count(7, 0);
@@ -153,13 +178,170 @@ fn bf16_bits(x: f32) -> u16 {
     (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16
 }
 
-/// AMX-BF16 kernel for f32 GEMM (inputs rounded to bf16, f32 accumulation).
-pub struct AmxBf16Kernel {
-    /// Used for matrix-vector products and to lay out im2col / B blocks before conversion.
-    avx512: Avx512Kernel,
+/// The unit a [`Bf16Kernel`] multiplies its packed panels on.
+pub trait Bf16Unit: Send + Sync + 'static {
+    /// The kernel's name.
+    const NAME: &'static str;
+
+    /// Whether executors made now may use this unit.
+    fn usable() -> bool;
+
+    /// The 32 × 32 f32 tile at `c` (rows `c_row_bytes` apart) = A panel × B panel over
+    /// `steps` 32-deep steps (`steps` ≥ 1).
+    ///
+    /// # Safety
+    /// [`usable`](Self::usable) must have returned `true`; `a` and `b` must hold
+    /// `steps * 2 * TILE_BYTES` bytes each, and `c` 32 writable rows of 32 f32.
+    unsafe fn multiply(c: *mut f32, c_row_bytes: usize, a: *const u8, b: *const u8, steps: usize);
 }
 
-impl AmxBf16Kernel {
+/// Intel AMX tiles: `TDPBF16PS`.
+pub struct Amx;
+
+impl Bf16Unit for Amx {
+    const NAME: &'static str = "x86_64-f32-amx-bf16";
+
+    fn usable() -> bool {
+        bf16_allowed() && AMX_ENABLED.load(Ordering::Relaxed) && amx_usable()
+    }
+
+    #[inline]
+    unsafe fn multiply(c: *mut f32, c_row_bytes: usize, a: *const u8, b: *const u8, steps: usize) {
+        configure_tiles();
+        // Safety: AMX is usable and the tiles are configured on this thread; the caller
+        // guarantees the panels' and the tile's sizes.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a} + {stride}*1]",
+                "tileloadd tmm6, [{b} + {stride}*1]",
+                "tileloadd tmm5, [{a} + {stride}*1 + 1024]",
+                "tileloadd tmm7, [{b} + {stride}*1 + 1024]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a}, 2048",
+                "add {b}, 2048",
+                "dec {steps}",
+                "jnz 2b",
+                "tilestored [{c} + {cstride}*1], tmm0",
+                "tilestored [{c} + {cstride}*1 + 64], tmm1",
+                "tilestored [{c2} + {cstride}*1], tmm2",
+                "tilestored [{c2} + {cstride}*1 + 64], tmm3",
+                a = inout(reg) a => _,
+                b = inout(reg) b => _,
+                steps = inout(reg) steps => _,
+                c = in(reg) c,
+                c2 = in(reg) c.byte_add(16 * c_row_bytes),
+                stride = in(reg) 64usize,
+                cstride = in(reg) c_row_bytes,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// AVX512-BF16 dot products: `VDPBF16PS`.
+pub struct DotProduct;
+
+/// Output rows a [`DotProduct`] pass keeps in registers: 8 rows × 2 vectors, 16 independent
+/// accumulators (enough to cover the instruction's latency), with the two B vectors and the
+/// broadcast A pair 19 of the 32 vector registers.
+const DP_ROWS: usize = 8;
+
+impl Bf16Unit for DotProduct {
+    const NAME: &'static str = "x86_64-f32-avx512-bf16";
+
+    fn usable() -> bool {
+        bf16_allowed()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
+    }
+
+    #[inline]
+    unsafe fn multiply(c: *mut f32, c_row_bytes: usize, a: *const u8, b: *const u8, steps: usize) {
+        // Safety: the unit is usable (AVX512-BF16 is present); the caller guarantees the
+        // panels' and the tile's sizes.
+        unsafe { dot_product_tile(c, c_row_bytes, a, b, steps) }
+    }
+}
+
+/// [`DotProduct::multiply`]: the tile a band of [`DP_ROWS`] rows at a time, each band over the
+/// whole depth. A's pair `r` of row `i` in step `s` is the 32-bit word
+/// `((s * 2 + i / 16) * 16 + i % 16) * 16 + r` of its panel; B's pairs `r` of columns 0–15 and
+/// 16–31 are the 16-word rows `(s * 2) * 256 + r * 16` and `(s * 2 + 1) * 256 + r * 16`.
+///
+/// # Safety
+/// As [`Bf16Unit::multiply`], with AVX512-BF16 present.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn dot_product_tile(
+    c: *mut f32,
+    c_row_bytes: usize,
+    a: *const u8,
+    b: *const u8,
+    steps: usize,
+) {
+    let (a, b) = (a as *const u32, b as *const u32);
+    const WORDS_PER_TILE: usize = TILE_BYTES / 4;
+    for band in 0..MR / DP_ROWS {
+        let first = band * DP_ROWS;
+        let mut acc = [[_mm512_setzero_ps(); 2]; DP_ROWS];
+        for s in 0..steps {
+            // Safety: step `s < steps` lies within both panels (the caller's guarantee).
+            let (a_rows, b_rows) = unsafe {
+                (
+                    a.add((s * 2 + first / 16) * WORDS_PER_TILE + (first % 16) * 16),
+                    b.add(s * 2 * WORDS_PER_TILE),
+                )
+            };
+            for r in 0..16 {
+                // Safety: pair `r < 16` of the step's two B tiles and of rows
+                // `first..first + DP_ROWS` of one A tile.
+                unsafe {
+                    let b0: __m512bh =
+                        std::mem::transmute(_mm512_loadu_si512(b_rows.add(r * 16) as *const _));
+                    let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(
+                        b_rows.add(WORDS_PER_TILE + r * 16) as *const _,
+                    ));
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let pair: __m512bh =
+                            std::mem::transmute(_mm512_set1_epi32(*a_rows.add(i * 16 + r) as i32));
+                        acc[0] = _mm512_dpbf16_ps(acc[0], pair, b0);
+                        acc[1] = _mm512_dpbf16_ps(acc[1], pair, b1);
+                    }
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            // Safety: row `first + i < MR` of the 32 × 32 tile at `c`.
+            unsafe {
+                let row = c.byte_add((first + i) * c_row_bytes);
+                _mm512_storeu_ps(row, acc[0]);
+                _mm512_storeu_ps(row.add(16), acc[1]);
+            }
+        }
+    }
+}
+
+/// f32 GEMM kernel with bf16 inputs and f32 accumulation, multiplying on `U`.
+pub struct Bf16Kernel<U: Bf16Unit> {
+    /// Used for matrix-vector products and to lay out im2col / B blocks before conversion.
+    avx512: Avx512Kernel,
+    unit: PhantomData<U>,
+}
+
+/// The kernel on AMX tiles.
+pub type AmxBf16Kernel = Bf16Kernel<Amx>;
+/// The kernel on AVX512-BF16 dot products.
+pub type Avx512Bf16Kernel = Bf16Kernel<DotProduct>;
+
+impl<U: Bf16Unit> Bf16Kernel<U> {
     /// Depth rounded up to whole tile steps.
     fn padded_depth(depth: usize) -> usize {
         depth.next_multiple_of(KB)
@@ -265,49 +447,6 @@ impl AmxBf16Kernel {
         }
     }
 
-    /// The tile multiply: the 32 × 32 f32 tile at `c` (rows `c_row_bytes` apart) = A panel ×
-    /// B panel over `steps` 32-deep steps (`steps` ≥ 1).
-    ///
-    /// # Safety
-    /// AMX must be usable and the tiles configured on this thread; `a` and `b` must hold
-    /// `steps * 2 * TILE_BYTES` bytes each, and `c` 32 writable rows of 32 f32.
-    #[inline]
-    unsafe fn multiply(c: *mut f32, c_row_bytes: usize, a: *const u8, b: *const u8, steps: usize) {
-        unsafe {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a} + {stride}*1]",
-                "tileloadd tmm6, [{b} + {stride}*1]",
-                "tileloadd tmm5, [{a} + {stride}*1 + 1024]",
-                "tileloadd tmm7, [{b} + {stride}*1 + 1024]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a}, 2048",
-                "add {b}, 2048",
-                "dec {steps}",
-                "jnz 2b",
-                "tilestored [{c} + {cstride}*1], tmm0",
-                "tilestored [{c} + {cstride}*1 + 64], tmm1",
-                "tilestored [{c2} + {cstride}*1], tmm2",
-                "tilestored [{c2} + {cstride}*1 + 64], tmm3",
-                a = inout(reg) a => _,
-                b = inout(reg) b => _,
-                steps = inout(reg) steps => _,
-                c = in(reg) c,
-                c2 = in(reg) c.byte_add(16 * c_row_bytes),
-                stride = in(reg) 64usize,
-                cstride = in(reg) c_row_bytes,
-                options(nostack),
-            );
-        }
-    }
-
     /// Writes `alpha * acc + beta * out` for the used part of the tile.
     #[target_feature(enable = "avx512f")]
     unsafe fn store(
@@ -346,17 +485,20 @@ impl AmxBf16Kernel {
     }
 }
 
-// Safety: `new` returns a kernel only where AVX-512 and AMX-BF16 are present and permitted.
-unsafe impl Kernel<f32, f32, f32> for AmxBf16Kernel {
+// Safety: `new` returns a kernel only where AVX-512 and the unit are present and permitted.
+unsafe impl<U: Bf16Unit> Kernel<f32, f32, f32> for Bf16Kernel<U> {
     fn new() -> Option<Self> {
-        if !bf16_active() {
+        if !U::usable() {
             return None;
         }
-        Avx512Kernel::new().map(|avx512| AmxBf16Kernel { avx512 })
+        Avx512Kernel::new().map(|avx512| Bf16Kernel {
+            avx512,
+            unit: PhantomData,
+        })
     }
 
     fn name(&self) -> &'static str {
-        "x86_64-f32-amx-bf16"
+        U::NAME
     }
 
     fn mr(&self) -> usize {
@@ -403,7 +545,11 @@ unsafe impl Kernel<f32, f32, f32> for AmxBf16Kernel {
                     let offset = p * MR * kp + ((step * 2 + i / 16) * 16 + i % 16) * KB;
                     let dst = &mut out[offset..offset + KB];
                     let k0 = cols.start + step * KB;
-                    let n = if row < rows.end { cols.end.saturating_sub(k0).min(KB) } else { 0 };
+                    let n = if row < rows.end {
+                        cols.end.saturating_sub(k0).min(KB)
+                    } else {
+                        0
+                    };
                     if n > 0 && a.col_stride() == 1 {
                         // Safety: `row < rows.end`, `k0 + n <= cols.end`, a row of `a` with unit
                         // column stride; AVX-512 is present (the kernel exists).
@@ -501,26 +647,21 @@ unsafe impl Kernel<f32, f32, f32> for AmxBf16Kernel {
         _b_quant: Option<QuantParams<f32>>,
     ) {
         let Lhs::Packed(a) = a else {
-            panic!("the AMX kernel needs a packed A input");
+            panic!("the bf16 kernels need a packed A input");
         };
         let steps = Self::padded_depth(depth) / KB;
         assert!(a.len() >= steps * 2 * TILE_BYTES && b.len() >= steps * 2 * TILE_BYTES);
-        if steps > 0 {
-            configure_tiles();
-        }
         if steps > 0 && used_rows == MR && used_cols == NR && alpha == 1.0 && beta == 0.0 {
             // The common case: the tiles go straight to the output.
-            // Safety: AMX is usable (the kernel exists), tiles are configured on this thread,
-            // both panels hold `steps` steps (asserted above) and the output tile is 32 × 32.
-            unsafe {
-                Self::multiply(tile_ptr, tile_row_stride * 4, a.as_ptr(), b.as_ptr(), steps)
-            };
+            // Safety: the unit is usable (the kernel exists), both panels hold `steps` steps
+            // (asserted above) and the output tile is 32 × 32.
+            unsafe { U::multiply(tile_ptr, tile_row_stride * 4, a.as_ptr(), b.as_ptr(), steps) };
             return;
         }
         let mut acc = [0f32; MR * NR];
         if steps > 0 {
             // Safety: as above, into the 32 × 32 `acc`.
-            unsafe { Self::multiply(acc.as_mut_ptr(), NR * 4, a.as_ptr(), b.as_ptr(), steps) };
+            unsafe { U::multiply(acc.as_mut_ptr(), NR * 4, a.as_ptr(), b.as_ptr(), steps) };
         }
         // Safety: the caller passes an output tile of `used_rows` × `used_cols`.
         unsafe {
@@ -550,7 +691,6 @@ unsafe impl Kernel<f32, f32, f32> for AmxBf16Kernel {
         a_quant: Option<QuantParams<f32>>,
         b_quant: Option<QuantParams<f32>>,
     ) {
-        self.avx512
-            .gemv_kernel(out, a, b, alpha, a_quant, b_quant)
+        self.avx512.gemv_kernel(out, a, b, alpha, a_quant, b_quant)
     }
 }
