@@ -64,6 +64,7 @@ else
 fi
 BIN="target/$PROFILE"
 PID_ARGS=()
+MACHINE_ARGS=()
 DEV_PID=""
 cleanup() { if [ -n "$DEV_PID" ]; then kill -INT "$DEV_PID" 2>/dev/null || true; wait "$DEV_PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
@@ -75,7 +76,8 @@ if [ -z "$HOST" ]; then
   HOST="http://127.0.0.1:$PORT"
   export RYTHMIQ_JWT_SECRET
   RYTHMIQ_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-  RYTHMIQ_MODELS_DIR="$PWD/models" RUST_LOG=warn "$BIN/rythmiq" dev \
+  # The start-up line naming the matrix-product kernel is logged at info, the rest at warn.
+  RYTHMIQ_MODELS_DIR="$PWD/models" RUST_LOG=warn,rythmiq::cli::serve=info "$BIN/rythmiq" dev \
     --listen "127.0.0.1:$PORT" --data-dir "$DATA" --workers "$WORKERS" >"$WORK/dev.log" 2>&1 &
   DEV_PID=$!
   for _ in $(seq 1 600); do
@@ -85,6 +87,10 @@ if [ -z "$HOST" ]; then
   done
   DB_URL=$(sed -n 's/^Database (superuser, loopback only): //p' "$WORK/dev.log")
   PID_ARGS=(--pid "$DEV_PID" --since-start)
+  # The machine the figures belong to: CPU model, cores, and the kernel the products ran on.
+  CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  KERNEL=$(sed -n 's/.*models loaded matmul=\([^ ]*\).*/\1/p' "$WORK/dev.log" | head -n 1)
+  MACHINE_ARGS=(--machine "${CPU_MODEL:-unknown CPU}, $(nproc) cores, products on ${KERNEL:-an unknown kernel}")
 fi
 : "${RYTHMIQ_JWT_SECRET:?set RYTHMIQ_JWT_SECRET to the secret of the API}"
 
@@ -92,4 +98,4 @@ DB_ARGS=()
 [ -n "$DB_URL" ] && DB_ARGS=(--database-url "$DB_URL")
 "$BIN/rythmiq-burst" --host "$HOST" --users "$USERS" --docs "$DOCS" \
   --heavy-percent "$HEAVY" --slots "$WORKERS" --photos "$IN/photos" --documents "$IN/documents" \
-  --poor "$IN/poor" --out "$WORK" "${PID_ARGS[@]}" "${DB_ARGS[@]}"
+  --poor "$IN/poor" --out "$WORK" "${PID_ARGS[@]}" "${DB_ARGS[@]}" "${MACHINE_ARGS[@]}"

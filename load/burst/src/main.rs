@@ -57,6 +57,10 @@ struct Args {
     /// Jobs the fleet runs at once (worker slots), for the sizing line.
     #[arg(long, default_value_t = 2)]
     slots: usize,
+    /// The serving machine, as the report should name it (CPU model, cores, matrix-product
+    /// kernel); `load/burst.sh` fills it in for the `rythmiq dev` it starts.
+    #[arg(long)]
+    machine: Option<String>,
     /// Where to write `burst.json` and `burst.html`.
     #[arg(long, default_value = "target/burst")]
     out: PathBuf,
@@ -319,5 +323,6 @@ fn args_summary(args: &Args) -> report::Setup {
         docs: args.docs,
         heavy_percent: args.heavy_percent,
         slots: args.slots,
+        machine: args.machine.clone(),
     }
 }

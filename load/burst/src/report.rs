@@ -34,6 +34,10 @@ pub struct Setup {
     pub docs: usize,
     pub heavy_percent: usize,
     pub slots: usize,
+    /// The serving machine (CPU model, cores, the kernel its matrix products run on): CPU
+    /// figures compare only between runs on the same kind of machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 /// One job's `cpu_metrics` row.
@@ -268,6 +272,9 @@ impl Report {
                 format!("p50 {:.1} s, p95 {:.1} s, p99 {:.1} s", p.p50, p.p95, p.p99)
             })
         };
+        if let Some(m) = &self.setup.machine {
+            let _ = writeln!(s, "machine: {m}");
+        }
         let _ = writeln!(
             s,
             "jobs {} | completed {} | failed {} | error rate {:.2} % | {:.1} documents/min over {:.1} s",
@@ -456,6 +463,7 @@ mod tests {
             docs: 4,
             heavy_percent: 30,
             slots: 2,
+            machine: Some("test CPU, 2 cores".into()),
         };
         let outcomes = vec![
             outcome("completed", 10.0, 8.0),
@@ -474,5 +482,6 @@ mod tests {
         let hours = r.monthly_cpu_hours_at_1000_per_day.expect("hours");
         assert!((hours - 0.8 * 1000.0 * 30.0 / 3600.0).abs() < 1e-9);
         assert!(r.html().contains("<svg"));
+        assert!(r.text().contains("machine: test CPU, 2 cores"));
     }
 }
