@@ -138,6 +138,13 @@ impl<T: Copy + Default> Im2Col<'_, T> {
         assert!(img_len > 0 && img_len <= i32::MAX as usize);
         let max_img_offset = ops.splat(img_len as i32 - 1);
 
+        // Lane indices, to recognise a group of columns whose elements lie side by side in
+        // the image (a stride-1 convolution's patches along one output row, away from the
+        // padding): such a group is copied with one vector move rather than gathered element
+        // by element, which costs the most on CPUs with slow scalar and gather loads.
+        let lane_index: [i32; 64] = std::array::from_fn(|i| i as i32);
+        let lane_index = ops.load(&lane_index[..ops.len()]);
+
         // Loop over column panels, then rows, then SIMD-wide column groups
         // within each panel.
         let mut out_offset = 0;
@@ -155,6 +162,8 @@ impl<T: Copy + Default> Im2Col<'_, T> {
                 .zip(row_y_offsets.iter())
                 .zip(row_x_offsets.iter())
             {
+                let (row_chan_offset_scalar, row_y_offset_scalar, row_x_offset_scalar) =
+                    (row_chan_offset, row_y_offset, row_x_offset);
                 let row_chan_offset = ops.splat(row_chan_offset);
                 let row_y_offset = ops.splat(row_y_offset);
                 let row_x_offset = ops.splat(row_x_offset);
@@ -165,10 +174,6 @@ impl<T: Copy + Default> Im2Col<'_, T> {
 
                     let offsets = ops.add(ops.add(row_chan_offset, y_offset), x_offset);
 
-                    // Ensure offsets cannot be out of bounds even if row /
-                    // column offsets were calculated incorrectly.
-                    let offsets = ops.min(ops.max(offsets, ops.zero()), max_img_offset);
-
                     // Create mask to specify offsets which are valid. Others
                     // correspond to the padding region.
                     let zero = ops.zero();
@@ -178,6 +183,34 @@ impl<T: Copy + Default> Im2Col<'_, T> {
                     let x_valid =
                         mask_ops.and(ops.ge(x_offset, zero), ops.le(x_offset, max_x_offset));
                     let pad_mask = mask_ops.and(y_valid, x_valid);
+
+                    // The first lane's offset, and whether the group is `first, first + 1, …`
+                    // with no padding in it.
+                    let col = start_col + ops.len() * i;
+                    let first = row_chan_offset_scalar
+                        .wrapping_add(row_y_offset_scalar)
+                        .wrapping_add(row_x_offset_scalar)
+                        .wrapping_add(col_y_offsets[col])
+                        .wrapping_add(col_x_offsets[col]);
+                    let run = ops.eq(offsets, ops.add(ops.splat(first), lane_index));
+                    if first >= 0
+                        && (first as usize) + ops.len() <= img_len
+                        && mask_ops.all(mask_ops.and(run, pad_mask))
+                    {
+                        // Safety: `first..first + ops.len()` lies within the image (checked
+                        // above), and `out_offset + ops.len() <= out.len()` as below.
+                        unsafe {
+                            let src = img_data.as_ptr().add(first as usize);
+                            let dst = out.as_mut_ptr().add(out_offset) as *mut T;
+                            std::ptr::copy_nonoverlapping(src, dst, ops.len());
+                        }
+                        out_offset += ops.len();
+                        continue;
+                    }
+
+                    // Ensure offsets cannot be out of bounds even if row /
+                    // column offsets were calculated incorrectly.
+                    let offsets = ops.min(ops.max(offsets, ops.zero()), max_img_offset);
 
                     // Set offsets to zero for padding elements. We require
                     // this offset is always valid.
