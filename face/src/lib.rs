@@ -317,7 +317,9 @@ fn load_symbolic(path: &Path) -> Result<Model, String> {
         }
     }
     let bytes = proto.write_buf().map_err(|e| e.to_string())?;
-    Model::load(bytes).map_err(|e| e.to_string())
+    rythmiq_ocr::model_options()
+        .load(bytes)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -57,7 +57,9 @@ impl Segmenter {
             path: path.clone(),
             reason,
         };
-        let model = Model::load_file(&path).map_err(|e| corrupt(e.to_string()))?;
+        let model = rythmiq_ocr::model_options()
+            .load_file(&path)
+            .map_err(|e| corrupt(e.to_string()))?;
         let input = model.node_id("input").map_err(|e| corrupt(e.to_string()))?;
         let output = model.node_id("mask").map_err(|e| corrupt(e.to_string()))?;
         let seg = Self {

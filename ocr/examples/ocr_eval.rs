@@ -9,7 +9,8 @@
 //!
 //! With `--f32-peer`, where the matrix products run on a bf16 kernel (AMX or AVX512-BF16,
 //! `rythmiq_ocr::matmul_kernel`), every page is read a second time right after, on the f32
-//! kernels, and both are reported side by side: the same engine, pages and run.
+//! kernels, and both are reported side by side: the same models (loaded a second time, so
+//! that their weights are packed for the f32 kernels), pages and run.
 //!
 //! `cargo run --release -p rythmiq-ocr --example ocr_eval -- [--no-tesseract] [--f32-peer] [--keep DIR] [--threads N] [--scan IMAGE=REF]...`
 //! (normally through `load/ocr/bench.sh`). Needs the models
@@ -213,7 +214,7 @@ fn main() {
         eprintln!("tesseract not found: apt-get install tesseract-ocr (comparison skipped)");
     }
 
-    let engine = match OcrEngine::load(&EngineConfig {
+    let load = || match OcrEngine::load(&EngineConfig {
         // load/ocr/bench.sh sets RYTHMIQ_MODELS_DIR, as it does for the binary.
         models_dir: std::env::var_os("RYTHMIQ_MODELS_DIR")
             .map_or_else(rythmiq_ocr::default_models_dir, std::path::PathBuf::from),
@@ -225,6 +226,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let engine = load();
+    // The peer loads its own models while the f32 kernels are selected, so that its weights
+    // are packed for them as the engine's are for the bf16 kernel.
+    let peer_engine = f32_peer.then(|| {
+        rten_gemm::set_bf16_enabled(false);
+        let peer = load();
+        rten_gemm::set_bf16_enabled(true);
+        peer
+    });
     let mut cases = build_set();
     for (i, a) in args.iter().enumerate() {
         if a == "--scan" {
@@ -256,7 +266,7 @@ fn main() {
             std::process::exit(1);
         }
         let _ = std::fs::write(dir.join(format!("{}.txt", c.name)), &c.text);
-        let read = || {
+        let read = |engine: &OcrEngine| {
             let before = cpu_seconds(false);
             let page = match engine.recognize(&c.image, &OcrOptions::default()) {
                 Ok(p) => p,
@@ -267,12 +277,12 @@ fn main() {
             };
             (page, cpu_seconds(false) - before)
         };
-        let (page, cpu) = read();
+        let (page, cpu) = read(&engine);
         let cer = render::cer(&c.text, &page.text);
         ours.push((c.scan, cer, cpu));
-        if f32_peer {
+        if let Some(peer_engine) = &peer_engine {
             rten_gemm::set_bf16_enabled(false);
-            let (peer_page, peer_cpu) = read();
+            let (peer_page, peer_cpu) = read(peer_engine);
             rten_gemm::set_bf16_enabled(true);
             peer.push((c.scan, render::cer(&c.text, &peer_page.text), peer_cpu));
         }

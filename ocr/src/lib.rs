@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use image::RgbImage;
-use rten::{Model, RunOptions, ThreadPool};
+use rten::{Model, ModelOptions, RunOptions, ThreadPool};
 use rten_tensor::NdTensor;
 use rten_tensor::prelude::*;
 use serde::Serialize;
@@ -852,7 +852,19 @@ fn load_rec_subset(path: &Path, classes: usize, keep: &[usize]) -> Result<Model,
         )));
     }
     let bytes = proto.write_buf().map_err(|e| corrupt(e.to_string()))?;
-    Model::load(bytes).map_err(|e| corrupt(e.to_string()))
+    model_options()
+        .load(bytes)
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+/// How every model is loaded: rten's operators, and the convolution and matrix-product
+/// weights packed once for the matrix kernel the CPU runs (a run packs them otherwise each
+/// time, ~4 % of a page's CPU). A model loaded while another kernel was selected still runs:
+/// its products then pack the weights as they go.
+pub fn model_options() -> ModelOptions {
+    let mut opts = ModelOptions::with_all_ops();
+    opts.prepack_weights(true);
+    opts
 }
 
 fn load_model(path: &Path) -> Result<Model, OcrError> {
@@ -861,10 +873,12 @@ fn load_model(path: &Path) -> Result<Model, OcrError> {
             path: path.to_path_buf(),
         });
     }
-    Model::load_file(path).map_err(|e| OcrError::ModelCorrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    model_options()
+        .load_file(path)
+        .map_err(|e| OcrError::ModelCorrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -235,6 +235,30 @@ impl<LhsT: GemmInT, RhsT: GemmInT, OutT: GemmOutT> GemmExecutor<LhsT, RhsT, OutT
         prepack::prepack_a(kernel_for_depth(&*self.kernel, a.cols()), alloc, a)
     }
 
+    /// Whether this executor can read `packed`: a matrix prepacked while another kernel was
+    /// selected (a model loaded before `set_bf16_enabled` changed) has another layout, and
+    /// its products must pack the original instead.
+    pub fn can_read_packed_a(&self, packed: &PackedAMatrix<LhsT>) -> bool {
+        let depth = packed.cols();
+        packed
+            .validate(
+                kernel_for_depth(&*self.kernel, depth),
+                depth_block_size::<RhsT>(depth, None),
+            )
+            .is_ok()
+    }
+
+    /// [`can_read_packed_a`](Self::can_read_packed_a) for a prepacked B input.
+    pub fn can_read_packed_b(&self, packed: &PackedBMatrix<RhsT>) -> bool {
+        let depth = packed.rows();
+        packed
+            .validate(
+                kernel_for_depth(&*self.kernel, depth),
+                depth_block_size::<RhsT>(depth, None),
+            )
+            .is_ok()
+    }
+
     /// Return column count step for building an [`Im2Col`] input.
     ///
     /// The number of columns in [`ColOffsets`] must be a multiple of this.

@@ -422,6 +422,12 @@ impl Model {
         self.graph.get_node_id(id)
     }
 
+    /// How many weights were packed at load time
+    /// ([`ModelOptions::prepack_weights`]).
+    pub fn prepacked_weights(&self) -> usize {
+        self.weight_cache.len()
+    }
+
     /// Find a node in the model's graph given its string name.
     ///
     /// This is a convenience method which is like [`Model::find_node`] but

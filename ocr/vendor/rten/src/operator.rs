@@ -8,7 +8,7 @@ use std::fmt;
 use std::fmt::{Debug, Display};
 
 use rten_base::bit_set::BitSet;
-use rten_gemm::PackedBMatrix;
+use rten_gemm::{PackedAMatrix, PackedBMatrix};
 use rten_tensor::errors::DimensionError;
 use rten_tensor::{Layout, Storage, TensorBase};
 use smallvec::SmallVec;
@@ -28,12 +28,16 @@ pub enum PrepackedInput {
 
     /// Prepacked RHS / B input for matrix multiplication with i8 weights.
     Int8BMatrix(PackedBMatrix<i8>),
+
+    /// Prepacked LHS / A input with f32 weights: a convolution's kernel as the
+    /// `[out_channels, in_channels * kernel_h * kernel_w]` matrix it multiplies by.
+    FloatAMatrix(PackedAMatrix<f32>),
 }
 
 impl PrepackedInput {
     fn dtype(&self) -> DataType {
         match self {
-            Self::FloatBMatrix(_) => DataType::Float,
+            Self::FloatBMatrix(_) | Self::FloatAMatrix(_) => DataType::Float,
             Self::Int8BMatrix(_) => DataType::Int8,
         }
     }

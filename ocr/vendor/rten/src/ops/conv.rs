@@ -4,17 +4,18 @@ use rayon::prelude::*;
 use rten_base::iter::range_chunks;
 use rten_gemm::{
     BiasVector, GemmExecutor, GemmInT, GemmInputA, GemmInputB, GemmOutT, GemmUninitOptions,
-    QuantParams,
+    PackedAMatrix, QuantParams,
 };
 use rten_shape_inference::ops as shape_ops;
 use rten_tensor::prelude::*;
 use rten_tensor::{CowTensor, NdTensor, NdTensorView, Tensor, TensorView};
+use smallvec::SmallVec;
 
 use crate::buffer_pool::{AutoReturn, BufferPool, PoolRef};
 use crate::infer_shapes::{InferShapes, impl_infer_shapes};
 use crate::operator::{
     IntoOpResult, OpError, OpRunContext, Operator, OutputList, OutputType, OutputTypeList,
-    OutputTypesContext, check_eq, static_dims,
+    OutputTypesContext, PrepackedInput, check_eq, static_dims,
 };
 use crate::ops::Padding;
 use crate::ops::matmul::{OutputScale, cast_scale, shift_cast_gemm_lhs_to_u8, zero_point_to_vec};
@@ -37,6 +38,7 @@ fn conv_2d_pointwise<X: GemmInT, W: GemmInT, Y: GemmOutT>(
     bias: Option<NdTensorView<Y, 1>>,
     input_quant: Option<QuantParams<X>>,
     kernel_zero: Option<&[W]>,
+    packed_kernel: Option<&PackedAMatrix<W>>,
 ) -> Tensor<Y>
 where
     GemmExecutor<W, X, Y>: Default,
@@ -53,6 +55,8 @@ where
     let bias_vec = bias.as_ref().map(|b| BiasVector::Column(b.data()));
 
     let gemm = GemmExecutor::<W, X, Y>::default();
+    let packed_kernel = packed_kernel
+        .filter(|p| p.rows() == out_c && p.cols() == in_c && gemm.can_read_packed_a(p));
     let mut n_init = 0;
 
     for n in 0..batch {
@@ -66,7 +70,9 @@ where
         let out_item = gemm
             .gemm_uninit(
                 out_item.data_mut().unwrap(),
-                GemmInputA::Unpacked(kernel_mat.view()),
+                packed_kernel
+                    .map(GemmInputA::Packed)
+                    .unwrap_or(GemmInputA::Unpacked(kernel_mat.view())),
                 GemmInputB::Unpacked(in_mat.view()),
                 GemmUninitOptions {
                     bias: bias_vec,
@@ -117,7 +123,7 @@ where
     GemmExecutor<W, X, Y>: Default,
 {
     conv_impl(
-        pool, input, kernel, bias, padding, groups, strides, dilations, None, None,
+        pool, input, kernel, bias, padding, groups, strides, dilations, None, None, None,
     )
 }
 
@@ -132,6 +138,9 @@ fn conv_impl<X: GemmInT, W: GemmInT, Y: GemmOutT + Default>(
     dilations: &[usize],
     input_zero: Option<X>,
     kernel_zero: Option<&[W]>,
+    // The kernel prepacked when the model was loaded (`Conv::prepack`), used when this
+    // executor can read it.
+    packed_kernel: Option<&PackedAMatrix<W>>,
 ) -> Result<Tensor<Y>, OpError>
 where
     DepthwiseConvExecutor<X, W, Y>: Default,
@@ -175,6 +184,7 @@ where
             &dilations_2d,
             input_zero,
             kernel_zero,
+            packed_kernel,
         );
 
         return result_2d.map(|mut t| {
@@ -263,6 +273,7 @@ where
             bias.as_ref().map(|b| b.nd_view()),
             input_quant,
             kernel_zero,
+            packed_kernel,
         ));
     }
 
@@ -306,13 +317,19 @@ where
             zero_point: &zero_point[out_chans.clone()],
         });
 
-        // Prepack kernel if we'll be able to reuse packed weights.
-        let prepacked_kernel = if in_group.size(0) > 1 {
+        // The kernel packed at load time, or packed now if we'll be able to reuse it.
+        let loaded = packed_kernel.filter(|p| {
+            groups == 1
+                && p.rows() == out_chans.len()
+                && p.cols() == kernel_mat.size(1)
+                && gemm.can_read_packed_a(p)
+        });
+        let packed_now = if loaded.is_none() && in_group.size(0) > 1 {
             Some(gemm.prepack_a_in(pool, kernel_mat.view()).auto_return(pool))
         } else {
             None
         };
-        let prepacked_kernel = prepacked_kernel.as_deref();
+        let prepacked_kernel = loaded.or(packed_now.as_deref());
 
         out_group
             .axis_iter_mut(0)
@@ -386,7 +403,11 @@ impl Operator for Conv {
         let input = inputs.require_as(0)?;
         let weight = inputs.require_as(1)?;
         let bias = inputs.get_as(2)?;
-        conv::<f32, f32, f32>(
+        let packed_kernel = match inputs.get_prepacked(1) {
+            Some(PrepackedInput::FloatAMatrix(packed)) => Some(packed),
+            _ => None,
+        };
+        conv_impl::<f32, f32, f32>(
             ctx.pool(),
             input,
             weight,
@@ -395,8 +416,38 @@ impl Operator for Conv {
             self.groups,
             &self.strides,
             &self.dilations,
+            None,
+            None,
+            packed_kernel,
         )
         .into_op_result()
+    }
+
+    fn prepack_inputs(&self) -> SmallVec<[usize; 1]> {
+        // The kernel of an ungrouped convolution, which every run otherwise packs again
+        // (pointwise and im2col paths; depthwise convolutions are grouped).
+        if self.groups == 1 {
+            [1].into()
+        } else {
+            SmallVec::new()
+        }
+    }
+
+    fn prepack(&self, index: usize, input: ValueView) -> Option<PrepackedInput> {
+        if index != 1 || self.groups != 1 {
+            return None;
+        }
+        let weights: TensorView<f32> = input.try_into().ok()?;
+        let (&out_c, rest) = weights.shape().split_first()?;
+        let depth: usize = rest.iter().product();
+        if out_c == 0 || depth == 0 {
+            return None;
+        }
+        let data = weights.to_vec();
+        let matrix = NdTensorView::from_data([out_c, depth], data.as_slice());
+        Some(PrepackedInput::FloatAMatrix(
+            GemmExecutor::<f32>::default().prepack_a(matrix),
+        ))
     }
 
     fn output_types(&self, _ctx: &OutputTypesContext) -> Option<OutputTypeList> {
@@ -472,6 +523,7 @@ where
         dilations,
         Some(input_zero),
         Some(&kernel_zero),
+        None,
     )
 }
 

@@ -310,6 +310,9 @@ where
     let b_broadcast = b.broadcast(b_broadcast_shape.as_slice());
 
     let gemm = GemmExecutor::default();
+    // A B input prepacked at load time for another kernel (the bf16 kernels were switched
+    // since) is packed again from the original.
+    let packed_b = packed_b.filter(|p| gemm.can_read_packed_b(p));
 
     // Prepack inputs if they are re-used, to amortize packing cost, or we
     // were already called with prepacked inputs.
