@@ -321,7 +321,7 @@ fn main() {
     if f32_peer {
         println!();
         println!(
-            "{:<20} {:>9} {:>8} | {:>9} {:>8}   (the same engine, each page read on both, alternately)",
+            "{:<20} {:>9} {:>8} | {:>9} {:>8}   (the same models on each kernel, each page read on both, alternately)",
             "page", "bf16 CER", "CPU-s", "f32 CER", "CPU-s"
         );
         for (c, ((_, cer, cpu), (_, pcer, pcpu))) in cases.iter().zip(ours.iter().zip(&peer)) {

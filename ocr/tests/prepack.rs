@@ -11,7 +11,7 @@ mod support;
 use rten::{Model, ModelOptions};
 use rten_tensor::prelude::*;
 use rten_tensor::{NdTensor, Tensor};
-use support::{models_dir, noise};
+use support::{MODEL_INPUTS, models_dir, noise};
 
 fn run(model: &Model, input: &NdTensor<f32, 4>, what: &str) -> Tensor<f32> {
     let out = model
@@ -34,11 +34,7 @@ fn relative_diff(a: &Tensor<f32>, b: &Tensor<f32>) -> f32 {
 #[test]
 fn prepacked_models_compute_the_same_on_any_kernel() {
     let dir = models_dir();
-    for (file, shape) in [
-        (rythmiq_ocr::REC_MODEL, [1, 3, 48, 200]),
-        (rythmiq_ocr::CLS_MODEL, [2, 3, 80, 160]),
-        (rythmiq_ocr::DET_MODEL, [1, 3, 96, 128]),
-    ] {
+    for (file, shape) in MODEL_INPUTS {
         let path = dir.join(file);
         let missing =
             |e: rten::LoadError| panic!("{}: {e} (run scripts/fetch-models.sh)", path.display());

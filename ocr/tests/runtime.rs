@@ -12,7 +12,7 @@ use rten::ModelOptions;
 use rten::ops::{Padding, conv};
 use rten_tensor::prelude::*;
 use rten_tensor::{NdTensor, Tensor};
-use support::{models_dir, noise};
+use support::{MODEL_INPUTS, models_dir, noise};
 
 /// Depthwise convolution the obvious way.
 fn reference_depthwise(
@@ -121,11 +121,7 @@ fn graph_fusions_preserve_model_outputs() {
     // weights and the unfused activations differently.
     rten_gemm::set_bf16_enabled(false);
     let dir = models_dir();
-    for (file, shape) in [
-        (rythmiq_ocr::REC_MODEL, [1, 3, 48, 200]),
-        (rythmiq_ocr::CLS_MODEL, [2, 3, 80, 160]),
-        (rythmiq_ocr::DET_MODEL, [1, 3, 96, 128]),
-    ] {
+    for (file, shape) in MODEL_INPUTS {
         let path = dir.join(file);
         let load = |optimize: bool| {
             ModelOptions::with_all_ops()

@@ -27,3 +27,12 @@ pub fn noise(len: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The three OCR models with a small input of the shape each takes (NCHW), for tests that
+/// run them on noise.
+#[allow(dead_code)] // not every test that includes this module runs the models
+pub const MODEL_INPUTS: [(&str, [usize; 4]); 3] = [
+    (rythmiq_ocr::REC_MODEL, [1, 3, 48, 200]),
+    (rythmiq_ocr::CLS_MODEL, [2, 3, 80, 160]),
+    (rythmiq_ocr::DET_MODEL, [1, 3, 96, 128]),
+];
