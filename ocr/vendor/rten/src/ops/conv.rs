@@ -38,6 +38,7 @@ fn conv_2d_pointwise<X: GemmInT, W: GemmInT, Y: GemmOutT>(
     bias: Option<NdTensorView<Y, 1>>,
     input_quant: Option<QuantParams<X>>,
     kernel_zero: Option<&[W]>,
+    // The kernel packed at load time, already checked to fit (`conv_impl`).
     packed_kernel: Option<&PackedAMatrix<W>>,
 ) -> Tensor<Y>
 where
@@ -55,8 +56,6 @@ where
     let bias_vec = bias.as_ref().map(|b| BiasVector::Column(b.data()));
 
     let gemm = GemmExecutor::<W, X, Y>::default();
-    let packed_kernel = packed_kernel
-        .filter(|p| p.rows() == out_c && p.cols() == in_c && gemm.can_read_packed_a(p));
     let mut n_init = 0;
 
     for n in 0..batch {
@@ -204,6 +203,15 @@ where
         check_eq!(bias.size(0), out_channels)?;
     }
 
+    // The packed kernel is the whole kernel as one matrix, so it serves only an ungrouped
+    // convolution, and only an executor whose kernel has its layout.
+    let packed_kernel = packed_kernel.filter(|p| {
+        groups == 1
+            && p.rows() == out_channels
+            && p.cols() == k_in_c * k_h * k_w
+            && GemmExecutor::<W, X, Y>::default().can_read_packed_a(p)
+    });
+
     let input = input.view();
     let kernel = kernel.view();
 
@@ -318,18 +326,12 @@ where
         });
 
         // The kernel packed at load time, or packed now if we'll be able to reuse it.
-        let loaded = packed_kernel.filter(|p| {
-            groups == 1
-                && p.rows() == out_chans.len()
-                && p.cols() == kernel_mat.size(1)
-                && gemm.can_read_packed_a(p)
-        });
-        let packed_now = if loaded.is_none() && in_group.size(0) > 1 {
+        let packed_now = if packed_kernel.is_none() && in_group.size(0) > 1 {
             Some(gemm.prepack_a_in(pool, kernel_mat.view()).auto_return(pool))
         } else {
             None
         };
-        let prepacked_kernel = loaded.or(packed_now.as_deref());
+        let prepacked_kernel = packed_kernel.or(packed_now.as_deref());
 
         out_group
             .axis_iter_mut(0)
@@ -443,8 +445,8 @@ impl Operator for Conv {
         if out_c == 0 || depth == 0 {
             return None;
         }
-        let data = weights.to_vec();
-        let matrix = NdTensorView::from_data([out_c, depth], data.as_slice());
+        let weights = weights.to_contiguous();
+        let matrix = NdTensorView::from_data([out_c, depth], weights.data());
         Some(PrepackedInput::FloatAMatrix(
             GemmExecutor::<f32>::default().prepack_a(matrix),
         ))
