@@ -13,15 +13,17 @@
 # for the poor ones.
 #
 # Usage: load/burst.sh [--host URL] [--users N] [--docs N] [--heavy-percent P] [--workers N]
-#                      [--database-url URL] [--debug]
+#                      [--database-url URL] [--debug] [--rythmiq BIN]
 #   without --host: starts `rythmiq dev --workers N` (default 2) on a fresh data dir, release
 #   build, and measures that process's CPU (API and workers; its Postgres is a separate process
 #   and not counted). With --host: RYTHMIQ_JWT_SECRET must be the API's secret, and
 #   --database-url (or DATABASE_URL) the database to read cpu_metrics from (optional).
+#   --rythmiq BIN: serve the burst with that `rythmiq` binary instead of this checkout's (another
+#   build of the project, e.g. an earlier commit's, as the peer of a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HOST="" USERS=50 DOCS=5 HEAVY=30 WORKERS=2 DB_URL="${DATABASE_URL:-}" PROFILE=release
+HOST="" USERS=50 DOCS=5 HEAVY=30 WORKERS=2 DB_URL="${DATABASE_URL:-}" PROFILE=release SERVER=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --host) HOST="$2"; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     # The test build: quicker to build (dependencies and the pipeline are optimised in it too),
     # for trying the script; the figures in the README come from the release build.
     --debug) PROFILE=debug; shift ;;
+    --rythmiq) SERVER="$2"; shift 2 ;;
     *) echo "burst: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +66,7 @@ else
   cargo build --locked -p rythmiq -p rythmiq-burst
 fi
 BIN="target/$PROFILE"
+SERVER="${SERVER:-$BIN/rythmiq}"
 PID_ARGS=()
 MACHINE_ARGS=()
 DEV_PID=""
@@ -77,7 +81,7 @@ if [ -z "$HOST" ]; then
   export RYTHMIQ_JWT_SECRET
   RYTHMIQ_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
   # The start-up line naming the matrix-product kernel is logged at info, the rest at warn.
-  RYTHMIQ_MODELS_DIR="$PWD/models" RUST_LOG=warn,rythmiq::cli::serve=info "$BIN/rythmiq" dev \
+  RYTHMIQ_MODELS_DIR="$PWD/models" RUST_LOG=warn,rythmiq::cli::serve=info "$SERVER" dev \
     --listen "127.0.0.1:$PORT" --data-dir "$DATA" --workers "$WORKERS" >"$WORK/dev.log" 2>&1 &
   DEV_PID=$!
   for _ in $(seq 1 600); do
