@@ -12,7 +12,8 @@
 //! White serves `light` rules too: white is the lightest backdrop, and what most forms prefer.
 //!
 //! Written by hand: no maintained crate offers a guided filter or foreground estimation on
-//! `image` buffers; the box filters are summed-area tables.
+//! `image` buffers; the box filters are summed-area tables. The planes are resampled by
+//! `fast_image_resize`.
 
 use image::{GrayImage, Luma, RgbImage};
 use imageproc::region_labelling::{Connectivity, connected_components};
@@ -129,34 +130,28 @@ impl Plane {
         }
     }
 
-    /// Bilinear resampling to `w`×`h`, pixel centres aligned (the convention of the mask's
-    /// stretch over the image).
-    fn resized(&self, w: usize, h: usize) -> Plane {
-        let xs = taps(self.w, w);
-        let ys = taps(self.h, h);
-        let mut out = Plane::new(w, h);
-        for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
-            let (r0, r1) = (&self.data[y0 * self.w..], &self.data[y1 * self.w..]);
-            for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-                let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
-                let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
-                out.data[y * w + x] = top + (bottom - top) * fy;
-            }
-        }
-        out
-    }
-}
-
-/// For each of `dst` output positions: the two source indices and the weight of the second.
-fn taps(src: usize, dst: usize) -> Vec<(usize, usize, f32)> {
-    let scale = src as f32 / dst as f32;
-    (0..dst)
-        .map(|i| {
-            let s = ((i as f32 + 0.5) * scale - 0.5).clamp(0.0, (src - 1) as f32);
-            let i0 = s.floor() as usize;
-            (i0, (i0 + 1).min(src - 1), s - i0 as f32)
+    /// Resampled to `w`×`h` by `fast_image_resize`'s bilinear filter: pixel centres aligned
+    /// (the convention of the mask's stretch over the image), and widened when shrinking, so a
+    /// full-size matte brought to the working size averages its pixels rather than skipping
+    /// them. `None` only if the resizer refuses the planes, which it does for no size.
+    fn resized(&self, w: usize, h: usize) -> Option<Plane> {
+        use fast_image_resize::images::{TypedImage, TypedImageRef};
+        use fast_image_resize::pixels::F32;
+        use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+        let pixels: Vec<F32> = self.data.iter().copied().map(F32::new).collect();
+        let src = TypedImageRef::new(self.w as u32, self.h as u32, &pixels).ok()?;
+        let mut dst = TypedImage::<F32>::new(w as u32, h as u32);
+        let bilinear =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        Resizer::new()
+            .resize_typed(&src, &mut dst, &bilinear)
+            .ok()?;
+        Some(Plane {
+            w,
+            h,
+            data: dst.pixels().iter().map(|p| p.0).collect(),
         })
-        .collect()
+    }
 }
 
 /// The mask with everything but its largest blob (at 0.5) cleared, or `None` when no pixel
@@ -235,7 +230,7 @@ fn matte(img: &RgbImage, mask: &PersonMask) -> Option<Matte> {
             .map(|i| 0.299 * r.data[i] + 0.587 * g.data[i] + 0.114 * b.data[i])
             .collect(),
     };
-    let p = blob.resized(ww, wh);
+    let p = blob.resized(ww, wh)?;
     // He et al., Algorithm 1: q = mean(a)·I + mean(b), a = cov(I, p) / (var(I) + ε).
     let mean_i = guide.box_mean(RADIUS);
     let mean_p = p.box_mean(RADIUS);
@@ -250,8 +245,8 @@ fn matte(img: &RgbImage, mask: &PersonMask) -> Option<Matte> {
         bb.data[k] = mean_p.data[k] - a.data[k] * mean_i.data[k];
     }
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mean_a = a.box_mean(RADIUS).resized(w, h);
-    let mean_b = bb.box_mean(RADIUS).resized(w, h);
+    let mean_a = a.box_mean(RADIUS).resized(w, h)?;
+    let mean_b = bb.box_mean(RADIUS).resized(w, h)?;
     let mut alpha = Plane::new(w, h);
     for (k, px) in img.pixels().enumerate() {
         let [pr, pg, pb] = px.0.map(f32::from);
@@ -261,7 +256,7 @@ fn matte(img: &RgbImage, mask: &PersonMask) -> Option<Matte> {
     }
     // The backdrop colour near each pixel: the working-size colour averaged over a wide window,
     // weighted by how much backdrop (1 − matte) each pixel shows.
-    let bg = alpha.resized(ww, wh);
+    let bg = alpha.resized(ww, wh)?;
     let weight = Plane {
         w: ww,
         h: wh,
@@ -269,13 +264,16 @@ fn matte(img: &RgbImage, mask: &PersonMask) -> Option<Matte> {
     };
     let wide = 4 * RADIUS;
     let norm = weight.box_mean(wide);
-    let backdrop = [r, g, b].map(|c| {
+    let [red, green, blue] = [r, g, b].map(|c| {
         c.zip(&weight, |v, wt| v * wt)
             .box_mean(wide)
             .zip(&norm, |s, n| if n > 1e-4 { s / n } else { 1.0 })
             .resized(w, h)
     });
-    Some(Matte { alpha, backdrop })
+    Some(Matte {
+        alpha,
+        backdrop: [red?, green?, blue?],
+    })
 }
 
 /// `img` on [`BACKDROP`]: each pixel is C + (1 − α)(W − B), C its colour, B the backdrop colour
@@ -312,7 +310,9 @@ mod tests {
             h: 1,
             data: vec![0.0, 1.0, 2.0, 3.0],
         };
-        let big = ramp.resized(8, 2);
+        let Some(big) = ramp.resized(8, 2) else {
+            panic!("the resizer refused a 4×1 plane");
+        };
         // Centres of the 8 outputs map to -0.25, 0.25, … 3.25 in the source, clamped.
         let want = [0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0];
         for (got, want) in big.data[..8].iter().zip(want) {
