@@ -138,19 +138,26 @@ impl Plane {
         use fast_image_resize::images::{TypedImage, TypedImageRef};
         use fast_image_resize::pixels::F32;
         use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-        let pixels: Vec<F32> = self.data.iter().copied().map(F32::new).collect();
-        let src = TypedImageRef::new(self.w as u32, self.h as u32, &pixels).ok()?;
-        let mut dst = TypedImage::<F32>::new(w as u32, h as u32);
+        let mut out = Plane::new(w, h);
+        // The resizer reads and writes the planes in place, through their bytes.
+        let src = TypedImageRef::<F32>::from_buffer(
+            self.w as u32,
+            self.h as u32,
+            bytemuck::cast_slice(&self.data),
+        )
+        .ok()?;
+        let mut dst = TypedImage::<F32>::from_buffer(
+            w as u32,
+            h as u32,
+            bytemuck::cast_slice_mut(&mut out.data),
+        )
+        .ok()?;
         let bilinear =
             ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         Resizer::new()
             .resize_typed(&src, &mut dst, &bilinear)
             .ok()?;
-        Some(Plane {
-            w,
-            h,
-            data: dst.pixels().iter().map(|p| p.0).collect(),
-        })
+        Some(out)
     }
 }
 
