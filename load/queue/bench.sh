@@ -8,6 +8,7 @@
 #
 # Usage: load/queue/bench.sh [--tasks N] [--loops N] [--pool-size N] [--fast]
 #                            [--database-url URL] [--no-graphile] [--graphile-first]
+#                            [--without-job-notify | --bare-schema]   (diagnoses, not how we run)
 #   without --database-url: a private cluster in target/queue-bench/pg (started as the
 #   `postgres` account when root), durable unless --fast, pg_stat_statements preloaded.
 #   Writes target/queue-bench/last.json and .txt.
@@ -18,7 +19,7 @@ ARGS=() GRAPHILE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks|--loops|--pool-size|--database-url) ARGS+=("$1" "$2"); shift 2 ;;
-    --fast|--without-job-notify|--graphile-first) ARGS+=("$1"); shift ;;
+    --fast|--without-job-notify|--bare-schema|--graphile-first) ARGS+=("$1"); shift ;;
     --no-graphile) GRAPHILE=0; shift ;;
     *) echo "queue-bench: unknown argument $1" >&2; exit 2 ;;
   esac

@@ -47,8 +47,13 @@ struct Args {
     graphile_script: Option<PathBuf>,
     /// Diagnosis: disable the trigger that announces job state changes (NOTIFY) in our
     /// database, to see what it costs. Not how Rythmiq runs.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bare_schema")]
     without_job_notify: bool,
+    /// Diagnosis: run ours on a schema cut down to what the queue needs to find and fence a
+    /// task and its job (no trigger, foreign keys or indexes beyond those; the claim's job
+    /// update HOT), to see what the rest of our schema costs a job. Not how Rythmiq runs.
+    #[arg(long)]
+    bare_schema: bool,
     /// Run graphile-worker first, then ours (by default ours runs first): the two sides share
     /// one cluster, so the order is worth checking.
     #[arg(long, requires = "graphile_script")]
@@ -95,15 +100,16 @@ async fn main() -> Result<()> {
     } else {
         None
     };
-    let ours = ours::run(
-        &target,
-        args.tasks,
-        args.loops,
-        args.pool_size,
-        args.without_job_notify,
-    )
-    .await
-    .context("our queue")?;
+    let schema = if args.bare_schema {
+        ours::Schema::Bare
+    } else if args.without_job_notify {
+        ours::Schema::WithoutJobNotify
+    } else {
+        ours::Schema::Migrated
+    };
+    let ours = ours::run(&target, args.tasks, args.loops, args.pool_size, schema)
+        .await
+        .context("our queue")?;
     eprintln!(
         "queue-bench: ours {:.0} jobs/s",
         ours.rate.jobs_per_second()
@@ -117,6 +123,7 @@ async fn main() -> Result<()> {
         loops: args.loops,
         pool_size: args.pool_size,
         durable: args.database_url.is_some() || !args.fast,
+        schema,
         statements_from: if target.statements {
             "pg_stat_statements"
         } else {

@@ -25,6 +25,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use serde::Serialize;
+
 use crate::cluster::Target;
 use crate::report::{Rate, Run};
 use crate::stats::Window;
@@ -43,21 +45,63 @@ const EMPTY_WAIT: Duration = Duration::from_millis(2);
 /// A run that takes longer than this has lost tasks: stop rather than spin.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
+/// Our schema as the run uses it: as migrated, or cut down for a diagnosis (what a part of it
+/// costs a job). Only [`Schema::Migrated`] is how Rythmiq runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schema {
+    Migrated,
+    /// The trigger that announces finished jobs (NOTIFY) disabled.
+    WithoutJobNotify,
+    /// Everything a job's rows are checked and indexed for that graphile-worker's one row is
+    /// not: see [`BARE_SCHEMA`].
+    Bare,
+}
+
+/// The `bare` diagnosis: what is left is the work of the claim and completion statements
+/// themselves (two tables updated twice, two rows inserted), with nothing checked or indexed
+/// beyond what the queue needs to find and fence a task and a job.
+const BARE_SCHEMA: &str = "
+    -- The claim's update of the job becomes HOT: no index reads `state`, and pages keep room.
+    DROP INDEX jobs_state_created;
+    DROP INDEX jobs_raw_retention;
+    DROP INDEX jobs_output_retention;
+    ALTER TABLE jobs SET (fillfactor = 50);
+    -- No trigger on a job's state.
+    DROP TRIGGER jobs_notify_change ON jobs;
+    -- No foreign-key checks: the documents row's, and the claimed task's lock on its worker.
+    ALTER TABLE documents DROP CONSTRAINT documents_job_id_fkey,
+                          DROP CONSTRAINT documents_portal_schema_id_fkey;
+    ALTER TABLE apalis.jobs DROP CONSTRAINT fk_worker_lock_by;
+    -- apalis' two duplicate indexes (beside idx_apalis_jobs_lock_by and the primary key).
+    DROP INDEX apalis.lidx;
+    DROP INDEX apalis.unique_job_id;
+";
+
 /// Migrates, enqueues `tasks`, runs them with `loops` loops and checks every job completed.
 pub async fn run(
     target: &Target,
     tasks: usize,
     loops: usize,
     pool_size: u32,
-    without_notify: bool,
+    schema: Schema,
 ) -> Result<Run> {
     let admin = db::connect(&target.ours_url, 2).await?;
     db::migrate(&admin).await.context("migrating")?;
-    if without_notify {
-        // A diagnosis only (what announcing job state changes costs): never how we run.
-        sqlx::query("ALTER TABLE jobs DISABLE TRIGGER jobs_notify_change")
-            .execute(&admin)
-            .await?;
+    // Diagnoses only: never how we run.
+    match schema {
+        Schema::Migrated => {}
+        Schema::WithoutJobNotify => {
+            sqlx::query("ALTER TABLE jobs DISABLE TRIGGER jobs_notify_change")
+                .execute(&admin)
+                .await?;
+        }
+        Schema::Bare => {
+            sqlx::raw_sql(BARE_SCHEMA)
+                .execute(&admin)
+                .await
+                .context("cutting the schema down")?;
+        }
     }
     enqueue(&admin, tasks).await.context("enqueueing")?;
 

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::ours::Schema;
 use crate::stats::Counted;
 
 /// The graphile-worker version `bench.sh` installs (`load/queue/graphile/package.json`).
@@ -91,6 +92,8 @@ pub struct Settings {
     pub loops: usize,
     pub pool_size: u32,
     pub durable: bool,
+    /// Our schema: as migrated, or cut down for a diagnosis.
+    pub schema: Schema,
     pub statements_from: &'static str,
 }
 
@@ -124,12 +127,17 @@ impl Report {
         let _ = writeln!(
             out,
             "Queue overhead: {} no-op tasks, {} worker loops (graphile-worker concurrency {}), \
-             pool {} connections, {} cluster; statements from {}.\n",
+             pool {} connections, {} cluster{}; statements from {}.\n",
             s.tasks,
             s.loops,
             s.loops,
             s.pool_size,
             if s.durable { "durable" } else { "fsync-off" },
+            match s.schema {
+                Schema::Migrated => "",
+                Schema::WithoutJobNotify => ", ours without the jobs NOTIFY trigger (diagnosis)",
+                Schema::Bare => ", ours on the bare schema (diagnosis)",
+            },
             s.statements_from
         );
         let theirs = self.graphile.as_ref();
@@ -227,6 +235,7 @@ mod tests {
                 loops: 4,
                 pool_size: 10,
                 durable: true,
+                schema: Schema::Migrated,
                 statements_from: "pg_stat_statements",
             },
             ours: run(100, 0.05, 500, 200),
@@ -256,6 +265,7 @@ mod tests {
                 loops: 1,
                 pool_size: 2,
                 durable: false,
+                schema: Schema::Bare,
                 statements_from: "pg_stat_database.xact_commit only",
             },
             ours: Run {
@@ -271,6 +281,7 @@ mod tests {
         assert!(t.contains("| statements/job | n/a | n/a |"), "{t}");
         assert!(t.contains("| server execution ms/job | n/a | n/a |"), "{t}");
         assert!(t.contains("ratio ours / graphile-worker: n/a"), "{t}");
+        assert!(t.contains("ours on the bare schema (diagnosis)"), "{t}");
     }
 
     #[test]
