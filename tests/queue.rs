@@ -1,7 +1,7 @@
 //! The worker fleet's promises, against a real Postgres: exactly-once processing across workers,
 //! recovery from a killed worker, poison jobs, persisted backoff, graceful shutdown, prompt
 //! pick-up, surviving a database restart, outcomes fenced to the attempt that holds the task,
-//! and the start-up check of apalis-postgres' schema.
+//! the start-up check of apalis-postgres' schema, and the retention of finished tasks.
 
 mod common;
 
@@ -691,4 +691,68 @@ async fn a_worker_refuses_to_start_on_an_apalis_schema_it_was_not_written_for() 
 fn the_slow_fixture_fits_the_upload_limit() {
     let png = slow_png(7000, 7000);
     assert!(png.len() < 20 * 1024 * 1024, "{} bytes", png.len());
+}
+
+#[tokio::test]
+async fn finished_tasks_are_purged_after_their_retention_and_their_jobs_stay() -> Result<()> {
+    use rythmiq_worker::maintenance::retention::purge_finished_tasks;
+    let app = TestApp::spawn().await?;
+    let task_exists = |task: String| {
+        let pool = app.pool.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE id = $1")
+                .bind(task)
+                .fetch_one(&pool)
+                .await?;
+            anyhow::Ok(n == 1)
+        }
+    };
+
+    // A completed job, then a pending one (no worker running).
+    let (stop, worker) = app.start_worker(fast_worker_settings());
+    let done = app
+        .submit_ok(photo_jpeg(500, 600, 91), "neet-ug-2026-photo")
+        .await?;
+    assert_eq!(app.wait_terminal(done, 60).await?["status"], "completed");
+    stop.cancel();
+    worker.await?;
+    let pending = app
+        .submit_ok(photo_jpeg(500, 600, 92), "neet-ug-2026-photo")
+        .await?;
+    let (done_task, pending_task): (String, String) = sqlx::query_as(
+        "SELECT (SELECT task_id FROM jobs WHERE id = $1), (SELECT task_id FROM jobs WHERE id = $2)",
+    )
+    .bind(done)
+    .bind(pending)
+    .fetch_one(&app.pool)
+    .await?;
+
+    // Within its retention the finished task stays; a live task always does.
+    let hour = Duration::from_secs(3600);
+    assert_eq!(purge_finished_tasks(&app.pool, hour).await?, 0);
+    assert!(task_exists(done_task.clone()).await?);
+    // Finished two hours ago: gone, and only it; its job still reads as completed.
+    sqlx::query("UPDATE apalis.jobs SET done_at = now() - interval '2 hours' WHERE id = $1")
+        .bind(&done_task)
+        .execute(&app.pool)
+        .await?;
+    assert_eq!(purge_finished_tasks(&app.pool, hour).await?, 1);
+    assert!(!task_exists(done_task).await?);
+    assert!(task_exists(pending_task.clone()).await?);
+    assert_eq!(app.job(done, 0).await?["status"], "completed");
+
+    // The workers' maintenance pass applies it: with no retention, the pending job's task goes
+    // once the job has completed.
+    let mut settings = fast_worker_settings();
+    settings.task_retention = Duration::ZERO;
+    let (stop, _w) = app.start_worker(settings);
+    assert_eq!(app.wait_terminal(pending, 60).await?["status"], "completed");
+    eventually(30, || {
+        let task = pending_task.clone();
+        async { Ok(!task_exists(task).await?) }
+    })
+    .await?;
+    assert_eq!(app.job(pending, 0).await?["status"], "completed");
+    stop.cancel();
+    Ok(())
 }

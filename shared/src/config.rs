@@ -454,6 +454,15 @@ pub struct WorkerArgs {
         default_value_t = 7
     )]
     pub output_retention_days: u64,
+    /// Finished queue tasks (apalis `Done` and `Killed`) are deleted this many hours after
+    /// they finished; their jobs' rows stay.
+    #[arg(
+        long,
+        env = "RYTHMIQ_TASK_RETENTION_HOURS",
+        value_name = "HOURS",
+        default_value_t = 24
+    )]
+    pub task_retention_hours: u64,
     /// Inference threads per OCR run; 0 = cores ÷ concurrency.
     #[arg(
         long,
@@ -497,6 +506,7 @@ impl WorkerArgs {
             output_retention: Duration::from_secs(
                 self.output_retention_days.saturating_mul(86_400),
             ),
+            task_retention: Duration::from_secs(self.task_retention_hours.saturating_mul(3600)),
             ocr_timeout: self.ocr.timeout(),
             ocr_threads: self.ocr_threads,
             hostname: given(self.hostname.as_deref()),
@@ -620,6 +630,8 @@ pub struct WorkerSettings {
     pub raw_retention: Duration,
     /// Outputs (and a document's OCR text) are deleted this long after their job completed.
     pub output_retention: Duration,
+    /// Finished queue tasks are deleted this long after they finished (the jobs' rows stay).
+    pub task_retention: Duration,
     /// Longest OCR may take in one job (`OCR_TIMEOUT`, retried).
     pub ocr_timeout: Duration,
     /// Inference threads per OCR run; 0 sizes it so that concurrency × threads ≈ cores.
@@ -667,6 +679,7 @@ mod tests {
             retention_days: 90,
             raw_retention: Duration::from_secs(86_400),
             output_retention: Duration::from_secs(7 * 86_400),
+            task_retention: Duration::from_secs(86_400),
             ocr_timeout: Duration::from_secs(120),
             ocr_threads: 0,
             hostname: None,
@@ -724,6 +737,7 @@ mod tests {
         let w = p.worker.settings(2).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(w.ocr_timeout, Duration::from_secs(120));
         assert_eq!(w.raw_retention, Duration::from_secs(24 * 3600));
+        assert_eq!(w.task_retention, Duration::from_secs(24 * 3600));
 
         fn err<T>(r: Result<T>) -> String {
             r.err().map(|e| e.to_string()).unwrap_or_default()

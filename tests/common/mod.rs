@@ -169,6 +169,7 @@ pub fn fast_worker_settings() -> WorkerSettings {
         retention_days: 90,
         raw_retention: Duration::from_secs(86_400),
         output_retention: Duration::from_secs(7 * 86_400),
+        task_retention: Duration::from_secs(86_400),
         ocr_timeout: Duration::from_secs(120),
         ocr_threads: 1,
         hostname: None,

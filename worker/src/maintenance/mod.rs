@@ -1,5 +1,6 @@
 //! The fleet's background services, one module each: [`rollups`] refresh, [`retention`]
-//! (expired files, packages and observability rows) and the [`batch_sweep`]. Every worker runs
+//! (expired files, packages, observability rows and finished queue tasks) and the
+//! [`batch_sweep`]. Every worker runs
 //! the loop; one of them at a time does the work (a transaction-scoped advisory lock).
 //!
 //! Refunds are not a service of their own: a job's credit comes back in the transaction that
@@ -19,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub const MAINTENANCE_LOCK: i64 = 0x0072_7974_686d_6971;
 
 /// Every `maintenance_interval` until `stop`: when this worker takes the lock, refresh the
-/// rollups and purge old observability rows, then delete expired files, sweep batches and
-/// delete expired packages.
+/// rollups and purge old observability rows, then delete expired files and finished queue
+/// tasks, sweep batches and delete expired packages.
 pub async fn run(
     pool: PgPool,
     storage: Storage,
@@ -37,6 +38,13 @@ pub async fn run(
             Ok(Some(purged)) => {
                 tracing::info!(purged, "rollups refreshed, retention applied");
                 retention::delete_expired_files(&pool, &storage, &settings).await;
+                match retention::purge_finished_tasks(&pool, settings.task_retention).await {
+                    Ok(0) => {}
+                    Ok(tasks) => tracing::info!(tasks, "finished queue tasks purged"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging finished tasks failed; will retry")
+                    }
+                }
                 sweep_batches(&pool, &storage, &settings).await;
             }
             Ok(None) => {}

@@ -2,7 +2,8 @@
 //! `RYTHMIQ_RAW_RETENTION_HOURS`, outputs and batch packages after
 //! `RYTHMIQ_OUTPUT_RETENTION_DAYS` (their downloads then answer 410 `OUTPUT_EXPIRED`), and
 //! `cpu_metrics` / `error_events` rows after `RYTHMIQ_RETENTION_DAYS` (`purge_observability()`,
-//! migration `…_observability.sql`).
+//! migration `…_observability.sql`), and finished queue tasks after
+//! `RYTHMIQ_TASK_RETENTION_HOURS`.
 
 use std::time::Duration;
 
@@ -22,6 +23,38 @@ pub async fn purge_observability(
         .bind(i32::try_from(keep_days).unwrap_or(i32::MAX))
         .fetch_one(conn)
         .await
+}
+
+/// Finished tasks deleted per statement: a pass after a long outage works through its backlog
+/// in statements of bounded size.
+const TASK_PURGE_BATCH: i64 = 5_000;
+
+/// Deletes the queue's finished tasks (`Done`, `Killed`) that finished more than `keep` ago;
+/// returns how many went. apalis-postgres never deletes a task, so without this its table (and
+/// every index the claim reads) would grow by each job ever run. A finished job's record is its
+/// `jobs` row (state, attempts, error, worker) with its `documents` and `cpu_metrics` rows; its
+/// task only drove it. Oban's pruner and River's job cleaner do the same for theirs (River keeps
+/// completed jobs a day by default, as here).
+pub async fn purge_finished_tasks(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    let mut purged = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM apalis.jobs WHERE id IN (
+                 SELECT id FROM apalis.jobs
+                 WHERE status IN ('Done', 'Killed')
+                   AND done_at < now() - make_interval(secs => $1)
+                 LIMIT $2)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(TASK_PURGE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        purged += n;
+        if n < TASK_PURGE_BATCH.unsigned_abs() {
+            return Ok(purged);
+        }
+    }
 }
 
 /// Deletes raw uploads and outputs whose retention has run out, in batches; a file that
