@@ -740,6 +740,17 @@ async fn finished_tasks_are_purged_after_their_retention_and_their_jobs_stay() -
     assert!(!task_exists(done_task).await?);
     assert!(task_exists(pending_task.clone()).await?);
     assert_eq!(app.job(done, 0).await?["status"], "completed");
+    // A backlog larger than one statement's batch (5,000) goes in one pass.
+    sqlx::query(
+        "INSERT INTO apalis.jobs (job, id, job_type, status, done_at)
+         SELECT '\\x'::bytea, 'backlog-' || n, 'x', CASE WHEN n % 2 = 0 THEN 'Done' ELSE 'Killed' END,
+                now() - interval '2 hours'
+         FROM generate_series(1, 5001) AS n",
+    )
+    .execute(&app.pool)
+    .await?;
+    assert_eq!(purge_finished_tasks(&app.pool, hour).await?, 5001);
+    assert!(task_exists(pending_task.clone()).await?);
 
     // The workers' maintenance pass applies it: with no retention, the pending job's task goes
     // once the job has completed.

@@ -25,19 +25,23 @@ pub async fn purge_observability(
         .await
 }
 
-/// Finished tasks deleted per statement: a pass after a long outage works through its backlog
-/// in statements of bounded size.
+/// Finished tasks deleted per statement, and statements per pass: a backlog (after an outage,
+/// or the first pass over a queue that kept every task) goes 100,000 tasks a pass, in bounded
+/// statements, and each statement's scan skips only the rows this pass deleted before it
+/// (autovacuum reclaims them between passes).
 const TASK_PURGE_BATCH: i64 = 5_000;
+const TASK_PURGE_STATEMENTS: usize = 20;
 
-/// Deletes the queue's finished tasks (`Done`, `Killed`) that finished more than `keep` ago;
-/// returns how many went. apalis-postgres never deletes a task, so without this its table (and
-/// every index the claim reads) would grow by each job ever run. A finished job's record is its
-/// `jobs` row (state, attempts, error, worker) with its `documents` and `cpu_metrics` rows; its
-/// task only drove it. Oban's pruner and River's job cleaner do the same for theirs (River keeps
-/// completed jobs a day by default, as here).
+/// Deletes the queue's finished tasks (`Done`, `Killed`) that finished more than `keep` ago,
+/// up to [`TASK_PURGE_STATEMENTS`] × [`TASK_PURGE_BATCH`] of them; returns how many went.
+/// apalis-postgres never deletes a task, so without this its table (and every index the claim
+/// reads) would grow by each job ever run. A finished job's record is its `jobs` row (state,
+/// attempts, error, worker) with its `documents` and `cpu_metrics` rows; its task only drove it.
+/// Oban's pruner and River's job cleaner do the same for theirs (River keeps completed jobs a
+/// day by default, as here).
 pub async fn purge_finished_tasks(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
     let mut purged = 0;
-    loop {
+    for _ in 0..TASK_PURGE_STATEMENTS {
         let n = sqlx::query(
             "DELETE FROM apalis.jobs WHERE id IN (
                  SELECT id FROM apalis.jobs
@@ -52,9 +56,10 @@ pub async fn purge_finished_tasks(pool: &PgPool, keep: Duration) -> Result<u64, 
         .rows_affected();
         purged += n;
         if n < TASK_PURGE_BATCH.unsigned_abs() {
-            return Ok(purged);
+            break;
         }
     }
+    Ok(purged)
 }
 
 /// Deletes raw uploads and outputs whose retention has run out, in batches; a file that
