@@ -21,11 +21,10 @@ use rythmiq_worker::job::JobOutput;
 use rythmiq_worker::queue::apalis::WorkerContext;
 use rythmiq_worker::queue::outcome::AttemptCost;
 use rythmiq_worker::queue::{claim, heartbeat, outcome, reaper};
+use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
-
-use serde::Serialize;
 
 use crate::cluster::Target;
 use crate::report::{Rate, Run};

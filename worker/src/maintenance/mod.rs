@@ -1,7 +1,7 @@
 //! The fleet's background services, one module each: [`rollups`] refresh, [`retention`]
 //! (expired files, packages, observability rows and finished queue tasks) and the
-//! [`batch_sweep`]. Every worker runs
-//! the loop; one of them at a time does the work (a transaction-scoped advisory lock).
+//! [`batch_sweep`]. Every worker runs the loop; one of them at a time does the work (a
+//! transaction-scoped advisory lock).
 //!
 //! Refunds are not a service of their own: a job's credit comes back in the transaction that
 //! fails it for good ([`crate::queue::outcome`]).
