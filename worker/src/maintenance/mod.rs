@@ -38,13 +38,7 @@ pub async fn run(
             Ok(Some(purged)) => {
                 tracing::info!(purged, "rollups refreshed, retention applied");
                 retention::delete_expired_files(&pool, &storage, &settings).await;
-                match retention::purge_finished_tasks(&pool, settings.task_retention).await {
-                    Ok(0) => {}
-                    Ok(tasks) => tracing::info!(tasks, "finished queue tasks purged"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "purging finished tasks failed; will retry")
-                    }
-                }
+                purge_tasks(&pool, settings.task_retention).await;
                 sweep_batches(&pool, &storage, &settings).await;
             }
             Ok(None) => {}
@@ -69,6 +63,15 @@ pub async fn run_locked(pool: &PgPool, keep_days: u32) -> Result<Option<i64>, sq
     let purged = retention::purge_observability(&mut tx, keep_days).await?;
     tx.commit().await?;
     Ok(Some(purged))
+}
+
+/// Deletes the queue's tasks that finished more than `keep` ago.
+async fn purge_tasks(pool: &PgPool, keep: std::time::Duration) {
+    match retention::purge_finished_tasks(pool, keep).await {
+        Ok(n) if n > 0 => tracing::info!(tasks = n, "finished queue tasks purged"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %Chain(&e), "purging finished tasks failed; will retry"),
+    }
 }
 
 /// Packages batches that were missed or whose packager died, and deletes packages whose
